@@ -1,0 +1,146 @@
+package engine
+
+import (
+	"context"
+	"net/http"
+	"sort"
+
+	"github.com/hjbroker/hjbroker/broker/store"
+)
+
+// capabilities generates the CapabilityStatement from what this engine really supports: the
+// resource types of the R4 model, the interactions the dispatcher implements and the search
+// parameters in the registry. Nothing in it is written by hand per type.
+func (e *Engine) capabilities(req *Request) (*Response, error) {
+	types := append([]string(nil), e.cfg.Types.ResourceTypes()...)
+	sort.Strings(types)
+	var resources []any
+	for _, t := range types {
+		var params []any
+		var includes []any
+		var revincludes []any
+		for _, p := range e.cfg.Params.ForType(t) {
+			sp := map[string]any{"name": p.Code, "type": string(p.Type)}
+			if p.URL != "" {
+				sp["definition"] = p.URL
+			}
+			if p.Description != "" {
+				sp["documentation"] = p.Description
+			}
+			params = append(params, sp)
+			if p.Type == "reference" {
+				includes = append(includes, t+":"+p.Code)
+			}
+		}
+		for _, src := range types {
+			for _, p := range e.cfg.Params.ForType(src) {
+				if p.Type != "reference" || p.Code == "_source" {
+					continue
+				}
+				for _, target := range p.Target {
+					if target == t {
+						revincludes = append(revincludes, src+":"+p.Code)
+						break
+					}
+				}
+			}
+		}
+		r := map[string]any{
+			"type":              t,
+			"versioning":        "versioned-update",
+			"readHistory":       true,
+			"updateCreate":      true,
+			"conditionalCreate": true,
+			"conditionalRead":   "full-support",
+			"conditionalUpdate": true,
+			"conditionalDelete": "single",
+			"referencePolicy":   []any{"literal", "logical"},
+			"interaction": []any{
+				map[string]any{"code": "read"}, map[string]any{"code": "vread"},
+				map[string]any{"code": "update"}, map[string]any{"code": "patch"},
+				map[string]any{"code": "delete"}, map[string]any{"code": "history-instance"},
+				map[string]any{"code": "history-type"}, map[string]any{"code": "create"},
+				map[string]any{"code": "search-type"},
+			},
+			"searchParam": params,
+		}
+		if len(includes) > 0 {
+			r["searchInclude"] = append([]any{"*"}, includes...)
+		}
+		if len(revincludes) > 0 {
+			r["searchRevInclude"] = revincludes
+		}
+		if t == "Patient" {
+			r["operation"] = []any{map[string]any{"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}}
+		}
+		resources = append(resources, r)
+	}
+	cs := map[string]any{
+		"resourceType": "CapabilityStatement",
+		"status":       "active",
+		"date":         instant(e.cfg.Clock()),
+		"kind":         "instance",
+		"software":     map[string]any{"name": e.cfg.Software, "version": e.cfg.Version},
+		"implementation": map[string]any{
+			"description": "hjbroker FHIR R4 facade (" + e.storeName() + " store)",
+			"url":         req.Base,
+		},
+		"fhirVersion": "4.0.1",
+		"format":      []any{"application/fhir+json", "json"},
+		"patchFormat": []any{"application/json-patch+json"},
+		"rest": []any{map[string]any{
+			"mode":     "server",
+			"resource": resources,
+			"interaction": []any{
+				map[string]any{"code": "transaction"}, map[string]any{"code": "batch"},
+				map[string]any{"code": "search-system"}, map[string]any{"code": "history-system"},
+			},
+		}},
+	}
+	return &Response{Status: http.StatusOK, Resource: cs, Interaction: "capabilities"}, nil
+}
+
+func (e *Engine) storeName() string { return e.cfg.Store.Backend() }
+
+// everything returns the patient and what refers to them, plus what those resources refer to
+// (practitioners, organisations, encounters, medications).
+func (e *Engine) everything(ctx context.Context, req *Request, id string) (*Response, error) {
+	fail := &Response{Interaction: "operation"}
+	pat, err := e.cfg.Store.Current(ctx, "Patient", id)
+	if err == store.ErrNotFound || (err == nil && pat.Deleted) {
+		return fail, errNotFound("Patient", id)
+	}
+	if err != nil {
+		return fail, err
+	}
+	b := newSearchset(req.Base)
+	seen := map[string]bool{"Patient/" + id: true}
+	if err := b.add(pat, "match", e, nil); err != nil {
+		return fail, err
+	}
+	related, rids, err := e.cfg.Store.Referencing(ctx, []store.Key{{Type: "Patient", ID: id}}, "", "")
+	if err != nil {
+		return fail, err
+	}
+	for _, r := range related {
+		seen[r.Type+"/"+r.ID] = true
+		if err := b.add(r, "match", e, nil); err != nil {
+			return fail, err
+		}
+	}
+	refs, _, err := e.cfg.Store.Referenced(ctx, rids, "", "")
+	if err != nil {
+		return fail, err
+	}
+	for _, r := range refs {
+		if k := r.Type + "/" + r.ID; !seen[k] {
+			seen[k] = true
+			if err := b.add(r, "include", e, nil); err != nil {
+				return fail, err
+			}
+		}
+	}
+	b.total = len(related) + 1
+	b.link("self", req.Base+"/Patient/"+id+"/$everything")
+	return &Response{Status: http.StatusOK, Resource: b.resource(), Interaction: "operation"}, nil
+}

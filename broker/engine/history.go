@@ -1,0 +1,150 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/hjbroker/hjbroker/broker/outcome"
+	"github.com/hjbroker/hjbroker/broker/search"
+	"github.com/hjbroker/hjbroker/broker/store"
+)
+
+func rawJSON(b []byte) json.RawMessage { return json.RawMessage(b) }
+
+func jsonInt(n int) json.Number { return json.Number(strconv.Itoa(n)) }
+
+// history serves instance, type and system history, newest first. Paging is anchored to the
+// highest version sequence seen by the first page, so later writes do not shift pages.
+func (e *Engine) history(ctx context.Context, req *Request, typ, id string) (*Response, error) {
+	interaction := "history-system"
+	switch {
+	case id != "":
+		interaction = "history-instance"
+	case typ != "":
+		interaction = "history-type"
+	}
+	fail := &Response{Interaction: interaction}
+	hq := store.HistoryQuery{Type: typ, ID: id, Count: e.cfg.Limits.DefaultCount}
+	q := req.Query
+	for k := range q {
+		switch k {
+		case "_count", "_since", "_offset", "_snapshot", "_format", "_pretty":
+		default:
+			if preferValue(req.Header, "handling") == "strict" {
+				return fail, outcome.At(http.StatusBadRequest, "not-supported", k, "history does not support the parameter %q", k)
+			}
+		}
+	}
+	if v := q.Get("_count"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fail, outcome.At(http.StatusBadRequest, "invalid", "_count", "_count must be a non-negative integer")
+		}
+		hq.Count = min(n, e.cfg.Limits.MaxCount)
+	}
+	if v := q.Get("_since"); v != "" {
+		r, err := search.DateRange(v)
+		if err != nil {
+			return fail, outcome.At(http.StatusBadRequest, "invalid", "_since", "_since: %v", err)
+		}
+		hq.Since = time.UnixMicro(r.Low)
+	}
+	if v := q.Get("_offset"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fail, outcome.At(http.StatusBadRequest, "invalid", "_offset", "_offset must be a non-negative integer")
+		}
+		hq.Offset = n
+	}
+	if v := q.Get("_snapshot"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return fail, outcome.At(http.StatusBadRequest, "invalid", "_snapshot", "_snapshot must be a non-negative integer")
+		}
+		hq.Before = n
+	}
+	if id != "" {
+		if _, err := e.cfg.Store.Current(ctx, typ, id); err != nil {
+			if err == store.ErrNotFound {
+				return fail, outcome.New(http.StatusNotFound, "not-found", "%s/%s is not known", typ, id)
+			}
+			return fail, err
+		}
+	}
+	page, err := e.cfg.Store.History(ctx, hq)
+	if err != nil {
+		return fail, err
+	}
+	b := newSearchset(req.Base)
+	b.kind = "history"
+	b.total = page.Total
+	self := req.Base
+	if typ != "" {
+		self += "/" + typ
+	}
+	if id != "" {
+		self += "/" + id
+	}
+	self += "/_history"
+	mk := func(offset int) string {
+		v := url.Values{}
+		v.Set("_count", strconv.Itoa(hq.Count))
+		v.Set("_offset", strconv.Itoa(offset))
+		v.Set("_snapshot", strconv.FormatInt(page.Snapshot, 10))
+		if !hq.Since.IsZero() {
+			v.Set("_since", instant(hq.Since))
+		}
+		return self + "?" + v.Encode()
+	}
+	b.link("self", mk(hq.Offset))
+	if hq.Count > 0 && hq.Offset+hq.Count < page.Total {
+		b.link("next", mk(hq.Offset+hq.Count))
+	}
+	if hq.Offset > 0 {
+		b.link("previous", mk(max(0, hq.Offset-hq.Count)))
+	}
+	for _, r := range page.Entries {
+		item := map[string]any{
+			"fullUrl": req.Base + "/" + r.Type + "/" + r.ID,
+			"request": map[string]any{"method": historyMethod(r), "url": historyURL(r)},
+			"response": map[string]any{
+				"status":       historyStatus(r),
+				"etag":         etag(r.Version),
+				"lastModified": instant(r.LastUpdated),
+			},
+		}
+		if !r.Deleted {
+			item["resource"] = rawJSON(r.Body)
+		}
+		b.entries = append(b.entries, item)
+	}
+	return &Response{Status: http.StatusOK, Resource: b.resource(), Interaction: interaction}, nil
+}
+
+func historyMethod(r *store.Resource) string {
+	if r.Method == http.MethodPatch {
+		return http.MethodPatch
+	}
+	return r.Method
+}
+
+func historyURL(r *store.Resource) string {
+	if r.Method == http.MethodPost {
+		return r.Type
+	}
+	return r.Type + "/" + r.ID
+}
+
+func historyStatus(r *store.Resource) string {
+	switch {
+	case r.Deleted:
+		return statusLine(http.StatusNoContent)
+	case r.Version == 1 || r.Method == http.MethodPost:
+		return statusLine(http.StatusCreated)
+	}
+	return statusLine(http.StatusOK)
+}

@@ -1,0 +1,511 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver
+)
+
+// SQL is the store over database/sql, for SQLite and PostgreSQL.
+type SQL struct {
+	d dialect
+	// w takes write transactions; r serves reads. For SQLite w has a single connection (SQLite
+	// has one writer at a time) and r a pool of read connections over WAL. For PostgreSQL they
+	// are the same pool.
+	w, r *sql.DB
+}
+
+// Options tune a store.
+type Options struct {
+	// MaxConns bounds the connection pool (PostgreSQL) or the read pool (SQLite).
+	MaxConns int
+}
+
+// Open opens the store named by url: a postgres:// or postgresql:// URL selects PostgreSQL;
+// otherwise dataDir holds the embedded SQLite database. The schema is migrated before return.
+func Open(ctx context.Context, storeURL, dataDir string, opts Options) (*SQL, error) {
+	if opts.MaxConns <= 0 {
+		opts.MaxConns = 16
+	}
+	var s *SQL
+	var err error
+	if strings.HasPrefix(storeURL, "postgres://") || strings.HasPrefix(storeURL, "postgresql://") {
+		s, err = openPostgres(storeURL, opts)
+	} else if storeURL != "" && !strings.HasPrefix(storeURL, "sqlite:") {
+		return nil, fmt.Errorf("store URL %q: want postgres://... or empty for the embedded store", redact(storeURL))
+	} else {
+		path := strings.TrimPrefix(storeURL, "sqlite:")
+		if path == "" {
+			path = filepath.Join(dataDir, "hjbroker.db")
+		}
+		s, err = openSQLite(path, opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Ping(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := migrate(ctx, s.w, s.d); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func redact(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "(unparseable URL)"
+	}
+	return p.Redacted()
+}
+
+func openSQLite(path string, opts Options) (*SQL, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("creating data directory: %w", err)
+	}
+	// synchronous(FULL) makes every commit durable before the response is sent.
+	common := "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=cache_size(-32768)"
+	w, err := sql.Open("sqlite", "file:"+path+"?"+common+"&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetConnMaxIdleTime(0)
+	r, err := sql.Open("sqlite", "file:"+path+"?"+common+"&_pragma=query_only(true)")
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(opts.MaxConns)
+	r.SetMaxIdleConns(opts.MaxConns)
+	r.SetConnMaxIdleTime(0)
+	// The writer must create the file and switch to WAL before readers attach.
+	if _, err := w.Exec("SELECT 1"); err != nil {
+		w.Close()
+		r.Close()
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	return &SQL{d: sqliteDialect, w: w, r: r}, nil
+}
+
+func openPostgres(u string, opts Options) (*SQL, error) {
+	db, err := sql.Open("pgx", u)
+	if err != nil {
+		return nil, fmt.Errorf("opening PostgreSQL %s: %w", redact(u), err)
+	}
+	db.SetMaxOpenConns(opts.MaxConns)
+	db.SetMaxIdleConns(opts.MaxConns)
+	return &SQL{d: postgresDialect, w: db, r: db}, nil
+}
+
+// Backend names the backend.
+func (s *SQL) Backend() string { return s.d.name }
+
+// Ping checks that the database answers.
+func (s *SQL) Ping(ctx context.Context) error {
+	if err := s.r.PingContext(ctx); err != nil {
+		return fmt.Errorf("%s store unreachable: %w", s.d.name, err)
+	}
+	return nil
+}
+
+// Close closes the pools.
+func (s *SQL) Close() error {
+	err := s.w.Close()
+	if s.r != s.w {
+		if e := s.r.Close(); err == nil {
+			err = e
+		}
+	}
+	return err
+}
+
+// DB exposes the write pool to packages that keep their own tables in the same database and
+// transaction (outbox, audit).
+func (s *SQL) DB() *sql.DB { return s.w }
+
+// Dialect names the SQL dialect ("sqlite" or "postgres").
+func (s *SQL) Dialect() string { return s.d.name }
+
+// queryer is what *sql.DB and *sql.Tx share.
+type queryer interface {
+	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
+	ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error)
+}
+
+const currentSelect = `SELECT r.rid, r.res_type, r.res_id, v.version, v.last_updated, v.deleted, v.method, v.body
+	FROM resources r JOIN resource_versions v ON v.seq = r.seq`
+
+func scanResource(row interface{ Scan(...any) error }) (*Resource, int64, error) {
+	var res Resource
+	var rid, lu int64
+	if err := row.Scan(&rid, &res.Type, &res.ID, &res.Version, &lu, &res.Deleted, &res.Method, &res.Body); err != nil {
+		return nil, 0, err
+	}
+	res.LastUpdated = time.UnixMicro(lu).UTC()
+	return &res, rid, nil
+}
+
+func current(ctx context.Context, q queryer, d dialect, typ, id, suffix string) (*Resource, error) {
+	row := q.QueryRowContext(ctx, d.rebind(currentSelect+` WHERE r.res_type = ? AND r.res_id = ?`+suffix), typ, id)
+	res, _, err := scanResource(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s/%s: %w", typ, id, err)
+	}
+	return res, nil
+}
+
+// Current returns the current version of a resource.
+func (s *SQL) Current(ctx context.Context, typ, id string) (*Resource, error) {
+	return current(ctx, s.r, s.d, typ, id, "")
+}
+
+// VRead returns one version.
+func (s *SQL) VRead(ctx context.Context, typ, id string, version int64) (*Resource, error) {
+	row := s.r.QueryRowContext(ctx, s.d.rebind(`SELECT seq, res_type, res_id, version, last_updated, deleted, method, body
+		FROM resource_versions WHERE res_type = ? AND res_id = ? AND version = ?`), typ, id, version)
+	res, _, err := scanResource(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s/%s/_history/%d: %w", typ, id, version, err)
+	}
+	return res, nil
+}
+
+// History returns versions newest first.
+func (s *SQL) History(ctx context.Context, q HistoryQuery) (*HistoryPage, error) {
+	var where []string
+	var args []any
+	if q.Type != "" {
+		where = append(where, "res_type = ?")
+		args = append(args, q.Type)
+	}
+	if q.ID != "" {
+		where = append(where, "res_id = ?")
+		args = append(args, q.ID)
+	}
+	if !q.Since.IsZero() {
+		where = append(where, "last_updated >= ?")
+		args = append(args, q.Since.UnixMicro())
+	}
+	snapshot := q.Before
+	if snapshot == 0 {
+		if err := s.r.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM resource_versions`).Scan(&snapshot); err != nil {
+			return nil, fmt.Errorf("reading history: %w", err)
+		}
+	}
+	where = append(where, "seq <= ?")
+	args = append(args, snapshot)
+	cond := " WHERE " + strings.Join(where, " AND ")
+	page := &HistoryPage{Snapshot: snapshot}
+	if err := s.r.QueryRowContext(ctx, s.d.rebind(`SELECT COUNT(*) FROM resource_versions`+cond), args...).Scan(&page.Total); err != nil {
+		return nil, fmt.Errorf("counting history: %w", err)
+	}
+	if q.Count <= 0 {
+		return page, nil
+	}
+	rows, err := s.r.QueryContext(ctx, s.d.rebind(`SELECT seq, res_type, res_id, version, last_updated, deleted, method, body
+		FROM resource_versions`+cond+` ORDER BY seq DESC LIMIT ? OFFSET ?`), append(args, q.Count, q.Offset)...)
+	if err != nil {
+		return nil, fmt.Errorf("reading history: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		res, _, err := scanResource(rows)
+		if err != nil {
+			return nil, fmt.Errorf("reading history: %w", err)
+		}
+		page.Entries = append(page.Entries, res)
+	}
+	return page, rows.Err()
+}
+
+// Update runs fn in a write transaction, retrying when a concurrent writer won a race.
+func (s *SQL) Update(ctx context.Context, fn func(tx Tx) error) error {
+	const attempts = 8
+	for attempt := 1; ; attempt++ {
+		err := s.update(ctx, fn)
+		if err == nil {
+			return nil
+		}
+		if attempt < attempts && (errors.Is(err, ErrRetry) || s.d.isConflict(err)) {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(attempt*attempt) * time.Millisecond):
+			}
+			continue
+		}
+		if s.d.isConflict(err) {
+			return fmt.Errorf("%w: %v", ErrRetry, err)
+		}
+		return err
+	}
+}
+
+func (s *SQL) update(ctx context.Context, fn func(tx Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("starting transaction: %w", err)
+	}
+	if err := fn(&sqlTx{s: s, tx: tx}); err != nil {
+		tx.Rollback() //nolint:errcheck
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("committing: %w", err)
+	}
+	return nil
+}
+
+type sqlTx struct {
+	s  *SQL
+	tx *sql.Tx
+}
+
+// Current reads the current version and, on PostgreSQL, locks the row until commit.
+func (t *sqlTx) Current(ctx context.Context, typ, id string) (*Resource, error) {
+	suffix := ""
+	if t.s.d.dollar {
+		suffix = " FOR UPDATE OF r"
+	}
+	return current(ctx, t.tx, t.s.d, typ, id, suffix)
+}
+
+// Lock takes a transaction-scoped lock on key. SQLite needs none: it has one writer at a time.
+func (t *sqlTx) Lock(ctx context.Context, key string) error {
+	if !t.s.d.dollar {
+		return nil
+	}
+	h := fnv.New64a()
+	h.Write([]byte(key))
+	if _, err := t.tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(h.Sum64())); err != nil {
+		return fmt.Errorf("locking %q: %w", key, err)
+	}
+	return nil
+}
+
+// Put stores a new version and replaces the index rows.
+func (t *sqlTx) Put(ctx context.Context, w *Write) error {
+	d := t.s.d
+	var body any = w.Body
+	if w.Deleted {
+		body = nil
+	}
+	var seq int64
+	err := t.tx.QueryRowContext(ctx, d.rebind(`INSERT INTO resource_versions
+		(res_type, res_id, version, last_updated, deleted, method, body) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq`),
+		w.Type, w.ID, w.Version, w.LastUpdated.UnixMicro(), w.Deleted, w.Method, body).Scan(&seq)
+	if err != nil {
+		if d.isConflict(err) {
+			return ErrRetry
+		}
+		return fmt.Errorf("storing %s/%s version %d: %w", w.Type, w.ID, w.Version, err)
+	}
+	var rid int64
+	if w.Version == 1 {
+		err = t.tx.QueryRowContext(ctx, d.rebind(`INSERT INTO resources (res_type, res_id, version, seq, last_updated, deleted)
+			VALUES (?, ?, ?, ?, ?, ?) RETURNING rid`), w.Type, w.ID, w.Version, seq, w.LastUpdated.UnixMicro(), w.Deleted).Scan(&rid)
+	} else {
+		err = t.tx.QueryRowContext(ctx, d.rebind(`UPDATE resources SET version = ?, seq = ?, last_updated = ?, deleted = ?
+			WHERE res_type = ? AND res_id = ? AND version = ? RETURNING rid`),
+			w.Version, seq, w.LastUpdated.UnixMicro(), w.Deleted, w.Type, w.ID, w.Version-1).Scan(&rid)
+	}
+	if errors.Is(err, sql.ErrNoRows) || (err != nil && d.isConflict(err)) {
+		return ErrRetry
+	}
+	if err != nil {
+		return fmt.Errorf("storing %s/%s: %w", w.Type, w.ID, err)
+	}
+	if w.Version > 1 {
+		for _, tbl := range indexTables {
+			if _, err := t.tx.ExecContext(ctx, d.rebind(`DELETE FROM `+tbl+` WHERE rid = ?`), rid); err != nil {
+				return fmt.Errorf("clearing index of %s/%s: %w", w.Type, w.ID, err)
+			}
+		}
+	}
+	if w.Deleted {
+		return nil
+	}
+	return t.insertIndex(ctx, rid, w.Type, &w.Index)
+}
+
+var indexTables = []string{"idx_token", "idx_string", "idx_date", "idx_ref", "idx_number", "idx_uri"}
+
+// insertIndex writes the index rows with multi-row INSERTs to keep round trips few.
+func (t *sqlTx) insertIndex(ctx context.Context, rid int64, typ string, ix *Index) error {
+	ins := batchInsert{tx: t.tx, d: t.s.d, rid: rid, typ: typ}
+	for _, r := range ix.Tokens {
+		ins.add("idx_token", "system, code, text", r.Param, r.System, r.Code, r.Text)
+	}
+	for _, r := range ix.Strings {
+		ins.add("idx_string", "norm, exact", r.Param, r.Norm, r.Exact)
+	}
+	for _, r := range ix.Dates {
+		ins.add("idx_date", "lo, hi", r.Param, r.Lo, r.Hi)
+	}
+	for _, r := range ix.Refs {
+		ins.add("idx_ref", "target_type, target_id, url", r.Param, r.TargetType, r.TargetID, r.URL)
+	}
+	for _, r := range ix.Numbers {
+		ins.add("idx_number", "value, system, code, unit", r.Param, r.Value, r.System, r.Code, r.Unit)
+	}
+	for _, r := range ix.URIs {
+		ins.add("idx_uri", "uri", r.Param, r.URI)
+	}
+	return ins.flush(ctx)
+}
+
+// batchInsert groups rows per table into multi-row INSERT statements.
+type batchInsert struct {
+	tx     *sql.Tx
+	d      dialect
+	rid    int64
+	typ    string
+	tables []string
+	cols   map[string]string
+	rows   map[string][][]any
+}
+
+func (b *batchInsert) add(table, cols string, vals ...any) {
+	if b.rows == nil {
+		b.rows = map[string][][]any{}
+		b.cols = map[string]string{}
+	}
+	if _, ok := b.rows[table]; !ok {
+		b.tables = append(b.tables, table)
+		b.cols[table] = cols
+	}
+	b.rows[table] = append(b.rows[table], vals)
+}
+
+func (b *batchInsert) flush(ctx context.Context) error {
+	const maxRows = 400
+	for _, table := range b.tables {
+		rows := b.rows[table]
+		for len(rows) > 0 {
+			n := min(len(rows), maxRows)
+			chunk := rows[:n]
+			rows = rows[n:]
+			width := len(chunk[0]) + 2
+			ph := "(" + strings.TrimSuffix(strings.Repeat("?,", width), ",") + ")"
+			var q strings.Builder
+			q.WriteString("INSERT INTO " + table + " (rid, res_type, param, " + b.cols[table] + ") VALUES ")
+			args := make([]any, 0, n*width)
+			for i, r := range chunk {
+				if i > 0 {
+					q.WriteByte(',')
+				}
+				q.WriteString(ph)
+				args = append(args, b.rid, b.typ)
+				args = append(args, r...)
+			}
+			if _, err := b.tx.ExecContext(ctx, b.d.rebind(q.String()), args...); err != nil {
+				return fmt.Errorf("indexing into %s: %w", table, err)
+			}
+		}
+	}
+	return nil
+}
+
+// SaveSearch keeps the full result list of a search so later pages are served from it and
+// stay consistent while writes happen.
+func (s *SQL) SaveSearch(ctx context.Context, id string, keys []int64, total int, expires time.Time) error {
+	buf := make([]byte, 0, len(keys)*8)
+	for _, k := range keys {
+		buf = strconv.AppendInt(buf, k, 36)
+		buf = append(buf, ',')
+	}
+	if _, err := s.w.ExecContext(ctx, s.d.rebind(`DELETE FROM saved_searches WHERE expires < ?`), time.Now().UnixMicro()); err != nil {
+		return fmt.Errorf("expiring saved searches: %w", err)
+	}
+	if _, err := s.w.ExecContext(ctx, s.d.rebind(`INSERT INTO saved_searches (id, total, expires, keys) VALUES (?, ?, ?, ?)`),
+		id, total, expires.UnixMicro(), buf); err != nil {
+		return fmt.Errorf("saving search: %w", err)
+	}
+	return nil
+}
+
+// LoadSearch returns the current versions of a slice of a saved result list. Resources deleted
+// since the search ran are left out of the page.
+func (s *SQL) LoadSearch(ctx context.Context, id string, offset, count int) ([]*Resource, int, error) {
+	var buf []byte
+	var total int
+	var expires int64
+	err := s.r.QueryRowContext(ctx, s.d.rebind(`SELECT total, expires, keys FROM saved_searches WHERE id = ?`), id).Scan(&total, &expires, &buf)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && expires < time.Now().UnixMicro()) {
+		return nil, 0, ErrNotFound
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("loading saved search: %w", err)
+	}
+	fields := strings.Split(strings.TrimSuffix(string(buf), ","), ",")
+	if offset >= len(fields) || len(buf) == 0 {
+		return nil, total, nil
+	}
+	fields = fields[offset:min(len(fields), offset+count)]
+	rids := make([]int64, 0, len(fields))
+	for _, f := range fields {
+		n, err := strconv.ParseInt(f, 36, 64)
+		if err != nil {
+			return nil, 0, fmt.Errorf("saved search %s is corrupt", id)
+		}
+		rids = append(rids, n)
+	}
+	res, err := s.byRID(ctx, s.r, rids)
+	return res, total, err
+}
+
+// byRID loads current versions by internal key, in the order given, skipping deletions.
+func (s *SQL) byRID(ctx context.Context, q queryer, rids []int64) ([]*Resource, error) {
+	if len(rids) == 0 {
+		return nil, nil
+	}
+	args := make([]any, len(rids))
+	for i, r := range rids {
+		args[i] = r
+	}
+	rows, err := q.QueryContext(ctx, s.d.rebind(currentSelect+` WHERE r.rid IN (`+strings.TrimSuffix(strings.Repeat("?,", len(rids)), ",")+`)`), args...)
+	if err != nil {
+		return nil, fmt.Errorf("loading resources: %w", err)
+	}
+	defer rows.Close()
+	found := make(map[int64]*Resource, len(rids))
+	for rows.Next() {
+		res, rid, err := scanResource(rows)
+		if err != nil {
+			return nil, fmt.Errorf("loading resources: %w", err)
+		}
+		found[rid] = res
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	out := make([]*Resource, 0, len(rids))
+	for _, r := range rids {
+		if res, ok := found[r]; ok && !res.Deleted {
+			out = append(out, res)
+		}
+	}
+	return out, nil
+}
