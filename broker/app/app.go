@@ -9,20 +9,35 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 
+	"github.com/hjbroker/hjbroker/broker/access"
+	"github.com/hjbroker/hjbroker/broker/audit"
+	"github.com/hjbroker/hjbroker/broker/auth"
+	"github.com/hjbroker/hjbroker/broker/config"
+	"github.com/hjbroker/hjbroker/broker/delivery"
 	"github.com/hjbroker/hjbroker/broker/engine"
 	"github.com/hjbroker/hjbroker/broker/httpapi"
 	"github.com/hjbroker/hjbroker/broker/index"
+	"github.com/hjbroker/hjbroker/broker/outcome"
+	"github.com/hjbroker/hjbroker/broker/policy"
+	"github.com/hjbroker/hjbroker/broker/queue/storeq"
+	"github.com/hjbroker/hjbroker/broker/routing"
 	"github.com/hjbroker/hjbroker/broker/resource"
 	"github.com/hjbroker/hjbroker/broker/searchparam"
 	"github.com/hjbroker/hjbroker/broker/store"
+	"github.com/hjbroker/hjbroker/broker/tracing"
 	"github.com/hjbroker/hjbroker/profiles/fhirpath"
+	"github.com/hjbroker/hjbroker/profiles/invariants"
 	"github.com/hjbroker/hjbroker/profiles/r4model"
+	"github.com/hjbroker/hjbroker/profiles/summary"
+	"github.com/hjbroker/hjbroker/profiles/ukcore"
+	"github.com/hjbroker/hjbroker/profiles/validate"
 )
 
 // Version is the broker version reported in the CapabilityStatement.
@@ -37,6 +52,14 @@ type Config struct {
 	Limits     engine.Limits
 	MaxConns   int
 	Logger     *zap.Logger
+	// OTLPEndpoint turns on OpenTelemetry tracing (OTLP/HTTP, e.g. http://127.0.0.1:4318).
+	OTLPEndpoint string
+	// Validation is the write validation mode: off, reject (default), tag or quarantine.
+	Validation string
+	// AllowedProfiles, when set, are the only meta.profile URLs writes may declare.
+	AllowedProfiles []string
+	// ConfigFile is the agency configuration (YAML); empty uses the built-in demo.
+	ConfigFile string
 }
 
 // FromEnv fills unset fields from HJB_* environment variables.
@@ -48,6 +71,19 @@ func (c *Config) FromEnv() error {
 	}
 	str(&c.StoreURL, "HJB_STORE_URL")
 	str(&c.PublicBase, "HJB_PUBLIC_BASE")
+	str(&c.OTLPEndpoint, "HJB_OTEL_ENDPOINT")
+	str(&c.ConfigFile, "HJB_CONFIG")
+	str(&c.Validation, "HJB_VALIDATION")
+	if v := os.Getenv("HJB_ALLOWED_PROFILES"); v != "" && len(c.AllowedProfiles) == 0 {
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				c.AllowedProfiles = append(c.AllowedProfiles, p)
+			}
+		}
+	}
+	if _, err := engine.ParseValidationMode(c.Validation); err != nil {
+		return fmt.Errorf("HJB_VALIDATION: %w", err)
+	}
 	num := func(dst *int, key string) error {
 		v := os.Getenv(key)
 		if v == "" || *dst != 0 {
@@ -82,11 +118,40 @@ type Node struct {
 	Engine   *engine.Engine
 	Handler  http.Handler
 	Registry *prometheus.Registry
+	// Auth issues and verifies access tokens; Config is the agency configuration in force.
+	Auth   *auth.Authenticator
+	Config *config.Config
+	Audit  *audit.Trail
+
+	recorder *audit.Recorder
+	tracer   *tracing.Tracer
 	cfg      Config
+	closers  []func() error
 }
 
-// New opens the store and builds the engine and handler.
-func New(ctx context.Context, cfg Config) (*Node, error) {
+// Migrations lists the schema steps of every package that keeps tables in the store.
+func Migrations() []store.Migration {
+	var all []store.Migration
+	all = append(all, auth.Migrations()...)
+	all = append(all, audit.Migrations()...)
+	all = append(all, routing.Migrations()...)
+	all = append(all, delivery.Migrations()...)
+	all = append(all, storeq.Migrations()...)
+	return all
+}
+
+// LoadConfig reads the agency configuration file, or the built-in demo configuration when
+// path is empty.
+func LoadConfig(path string) (*config.Config, error) {
+	if path == "" {
+		return config.Demo()
+	}
+	return config.Load(path)
+}
+
+// New opens the store and builds the engine and handler. On error everything opened so far
+// is closed again.
+func New(ctx context.Context, cfg Config) (node *Node, err error) {
 	if cfg.DataDir == "" {
 		cfg.DataDir = "data"
 	}
@@ -96,50 +161,134 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	st, err := store.Open(ctx, cfg.StoreURL, cfg.DataDir, store.Options{MaxConns: cfg.MaxConns})
-	if err != nil {
+	n := &Node{cfg: cfg}
+	defer func() {
+		if err != nil {
+			n.Close() //nolint:errcheck // the first error is the one to report
+		}
+	}()
+	if n.Config, err = LoadConfig(cfg.ConfigFile); err != nil {
 		return nil, err
 	}
+	if n.Store, err = store.Open(ctx, cfg.StoreURL, cfg.DataDir, store.Options{MaxConns: cfg.MaxConns, Migrations: Migrations()}); err != nil {
+		return nil, err
+	}
+	n.closers = append(n.closers, n.Store.Close)
 	params, err := searchparam.NewR4()
 	if err != nil {
-		st.Close()
 		return nil, err
 	}
 	model := r4model.Load()
+	flags, err := summary.Load()
+	if err != nil {
+		return nil, err
+	}
 	fp := fhirpath.NewEngine(model)
 	limits := cfg.Limits
-	def := engine.DefaultLimits()
 	if limits.MaxDepth == 0 {
-		limits.MaxDepth = def.MaxDepth
+		limits.MaxDepth = engine.DefaultLimits().MaxDepth
 	}
 	checker, err := resource.NewChecker(limits.MaxDepth)
 	if err != nil {
-		st.Close()
 		return nil, err
 	}
-	eng, err := engine.New(engine.Config{
-		Store:    st,
-		Checker:  checker,
-		Indexer:  index.New(params, fp),
-		Params:   params,
-		Types:    model,
-		Summary:  summaries{model: model},
-		Limits:   limits,
-		Software: "hjbroker",
-		Version:  Version,
+	val, err := NewValidator(fp, checker)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range cfg.AllowedProfiles {
+		if !val.Known(p) {
+			return nil, fmt.Errorf("allowed profile %s is not known to the validator", p)
+		}
+	}
+	authOpts := auth.Options{Config: n.Config, DB: n.Store, PublicBase: cfg.PublicBase, Logger: cfg.Logger}
+	if err := authOpts.FromEnv(); err != nil {
+		return nil, err
+	}
+	if n.Auth, err = auth.New(authOpts); err != nil {
+		return nil, err
+	}
+	pol := policy.New(n.Config, nil)
+	n.Audit = audit.NewTrail(n.Store)
+	n.Engine, err = engine.New(engine.Config{
+		Store:      n.Store,
+		Checker:    checker,
+		Indexer:    index.New(params, fp),
+		Params:     params,
+		Types:      model,
+		Summary:    summaries{model: model, flags: flags},
+		Limits:     limits,
+		Software:   "hjbroker",
+		Version:    Version,
+		Validator:  val,
+		Validation: engine.Validation{Mode: cfg.Validation, AllowedProfiles: cfg.AllowedProfiles},
+		Discloser:  access.New(pol, n.Store, params),
+		Operations: map[string]engine.Operation{
+			engine.OperationKey("Patient", true, "access-check"): accessCheck(n.Config, pol, n.Store),
+		},
+		Searches: map[string]engine.Operation{"AuditEvent": auditSearch(n.Audit)},
+		Checks:   []func(string, map[string]any) []outcome.Issue{consentCheck},
 	})
 	if err != nil {
-		st.Close()
 		return nil, err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	h := httpapi.New(httpapi.Config{Engine: eng, Ready: st, Logger: cfg.Logger, Registry: reg, PublicBase: cfg.PublicBase})
-	return &Node{Store: st, Engine: eng, Handler: h, Registry: reg, cfg: cfg}, nil
+	n.recorder = audit.NewRecorder(n.Audit, audit.RecorderOptions{OnError: func(err error) {
+		cfg.Logger.Error("audit flush failed", zap.Error(err))
+	}})
+	n.closers = append(n.closers, n.recorder.Close)
+
+	n.Registry = prometheus.NewRegistry()
+	n.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	sec := &httpapi.Security{
+		Auth:   n.Auth,
+		Audit:  n.recorder,
+		Logger: cfg.Logger,
+		Agencies: func(id string) string {
+			if a, ok := n.Config.Agency(id); ok {
+				return a.ODS
+			}
+			return ""
+		},
+		BreakGlass: prometheus.NewCounter(prometheus.CounterOpts{Name: "hjbroker_break_glass_total", Help: "Emergency (break-glass) accesses."}),
+		Denials:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hjbroker_access_denied_total", Help: "Requests refused, by reason."}, []string{"reason"}),
+	}
+	n.Registry.MustRegister(sec.BreakGlass, sec.Denials)
+	hc := httpapi.Config{Engine: n.Engine, Ready: n.Store, Logger: cfg.Logger, Registry: n.Registry, PublicBase: cfg.PublicBase, Security: sec}
+	if cfg.OTLPEndpoint != "" {
+		if n.tracer, err = tracing.New(ctx, cfg.OTLPEndpoint, "hjbroker", Version); err != nil {
+			return nil, err
+		}
+		hc.Middleware = append(hc.Middleware, n.tracer.Middleware("hjbroker"))
+	}
+	n.Handler = httpapi.New(hc)
+	return n, nil
 }
 
-// Close releases the store.
-func (n *Node) Close() error { return n.Store.Close() }
+// Token mints an access token for a configured client, for operators and tests.
+func (n *Node) Token(ctx context.Context, clientID string) (string, error) {
+	t, err := n.Auth.MintFor(ctx, clientID)
+	if err != nil {
+		return "", err
+	}
+	return t.AccessToken, nil
+}
+
+// Close flushes the audit trail and traces and releases the store.
+func (n *Node) Close() error {
+	if n.tracer != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		n.tracer.Shutdown(ctx) //nolint:errcheck // tracing must not block shutdown
+	}
+	var first error
+	for i := len(n.closers) - 1; i >= 0; i-- {
+		if err := n.closers[i](); err != nil && first == nil {
+			first = err
+		}
+	}
+	n.closers = nil
+	return first
+}
 
 // Serve listens on the configured address until ctx is cancelled, then drains requests.
 func (n *Node) Serve(ctx context.Context, ready func(addr string)) error {
@@ -161,4 +310,26 @@ func (n *Node) Serve(ctx context.Context, ready func(addr string)) error {
 	shut, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	return srv.Shutdown(shut)
+}
+
+// NewValidator builds the broker's validator: the R4 invariants (profiles/invariants), the UK
+// Core profiles and value sets (profiles/ukcore) and QuestionnaireResponse checks. checker may
+// be nil. The CLI's validate command uses the same, so it answers as $validate does.
+func NewValidator(fp *fhirpath.Engine, checker *resource.Checker) (*validate.Validator, error) {
+	invs, err := invariants.R4()
+	if err != nil {
+		return nil, err
+	}
+	d, err := validate.LoadFS(ukcore.FS())
+	if err != nil {
+		return nil, err
+	}
+	return validate.New(validate.Config{
+		FHIRPath:     fp,
+		Checker:      checker,
+		Invariants:   validate.FromInvariants(invs),
+		Profiles:     d.Profiles,
+		ValueSets:    d.ValueSets,
+		Verification: d.Verification,
+	})
 }

@@ -58,7 +58,10 @@ func (e *Engine) bundle(ctx context.Context, req *Request) (*Response, error) {
 		return &Response{Interaction: "transaction"}, outcome.At(http.StatusBadRequest, "invalid", "Bundle.type",
 			"POST to the base URL takes a Bundle of type batch or transaction; got %q", kind)
 	}
-	rawEntries, _ := b["entry"].([]any)
+	rawEntries, isList := b["entry"].([]any)
+	if isList && len(rawEntries) == 0 {
+		return &Response{Interaction: kind}, outcome.At(http.StatusBadRequest, "structure", "Bundle.entry", "Bundle.entry is an empty array; FHIR JSON leaves empty elements out")
+	}
 	if len(rawEntries) > e.cfg.Limits.MaxEntries {
 		return &Response{Interaction: kind}, outcome.At(http.StatusRequestEntityTooLarge, "too-costly", "Bundle.entry",
 			"the Bundle has %d entries; the limit is %d (HJB_MAX_ENTRIES)", len(rawEntries), e.cfg.Limits.MaxEntries)
@@ -197,7 +200,7 @@ func (e *Engine) entryRequest(req *Request, en *entry) *Request {
 	for _, p := range req.Header.Values("Prefer") {
 		h.Add("Prefer", p)
 	}
-	r := &Request{Method: en.method, Path: strings.SplitN(en.url, "?", 2)[0], Query: en.query, Header: h, Base: req.Base}
+	r := &Request{Method: en.method, Path: strings.SplitN(en.url, "?", 2)[0], Query: en.query, Header: h, Base: req.Base, Access: req.Access}
 	switch {
 	case en.resource != nil:
 		r.Body = resource.Encode(en.resource)
@@ -211,16 +214,23 @@ func (e *Engine) entryRequest(req *Request, en *entry) *Request {
 
 // transaction processes all entries in one store transaction: all succeed or nothing changes.
 //
-// Conditional entries: criteria are evaluated against the store as changed by the entries
-// processed before them in the same transaction. So two POST entries with the same
+// Conditional entries: criteria are evaluated against the store after the transaction's
+// deletes and before its creates are written. Criteria equal (canonically) to those of an
+// earlier create resolve to that create's resource, so two POST entries with the same
 // If-None-Exist criteria yield one resource: the first creates it, the second matches it
-// (200), and both fullUrls resolve to it.
+// (200), and both fullUrls resolve to it. Two entries that change one resource fail the
+// transaction, as the specification requires.
 func (e *Engine) transaction(ctx context.Context, req *Request, entries []*entry) (*Response, error) {
+	for _, en := range entries {
+		if err := e.authorizeEntry(req, en); err != nil {
+			return &Response{Interaction: "transaction"}, entryErr(en, err)
+		}
+	}
 	order := make([]*entry, len(entries))
 	copy(order, entries)
 	sort.SliceStable(order, func(i, j int) bool { return methodOrder[order[i].method] < methodOrder[order[j].method] })
 
-	err := e.cfg.Store.Update(ctx, func(tx store.Tx) error {
+	err := e.writeTx(ctx, func(tx store.Tx) error {
 		// Fresh state on every (re)try.
 		for _, en := range entries {
 			en.status, en.out, en.resp, en.assigned, en.target, en.dupOf = 0, nil, nil, "", "", nil
@@ -230,6 +240,16 @@ func (e *Engine) transaction(ctx context.Context, req *Request, entries []*entry
 		// Ids for creates are decided first (so references can be rewritten) and conditional
 		// creates are matched in the same pass, in Bundle order.
 		resolved := map[string]map[string]any{}
+		// The specification fails a transaction in which two entries change one resource.
+		changed := map[string]*entry{}
+		claim := func(en *entry, key string) error {
+			if first, ok := changed[key]; ok {
+				return outcome.At(http.StatusBadRequest, "business-rule", en.at,
+					"entry %d and entry %d both change %s; a transaction may change each resource only once", first.index, en.index, key)
+			}
+			changed[key] = en
+			return nil
+		}
 		for _, en := range order {
 			res := en.resource
 			if res != nil {
@@ -240,6 +260,11 @@ func (e *Engine) transaction(ctx context.Context, req *Request, entries []*entry
 			case http.MethodDelete:
 				if err := e.txDelete(ctx, tx, req, en); err != nil {
 					return err
+				}
+				if en.out != nil {
+					if err := claim(en, en.out.Type+"/"+en.out.ID); err != nil {
+						return err
+					}
 				}
 			case http.MethodPost:
 				if ine, _ := en.request["ifNoneExist"].(string); ine != "" {
@@ -281,13 +306,25 @@ func (e *Engine) transaction(ctx context.Context, req *Request, entries []*entry
 					if err != nil {
 						return entryErr(en, err)
 					}
+					// Creates of earlier entries are not written yet, so criteria equal to
+					// theirs resolve to the same resource (and then fail as an overlap).
+					key, err := e.criteriaKey(en.typ, en.query.Encode())
+					if err != nil {
+						return entryErr(en, err)
+					}
 					switch {
 					case match != nil:
 						id = match.ID
+					case conditional[key] != nil && conditional[key].target != "":
+						_, id, _ = strings.Cut(conditional[key].target, "/")
 					case resource.ID(res) != "":
 						id = resource.ID(res)
 					default:
 						id = e.cfg.NewID()
+					}
+					if match == nil && conditional[key] == nil {
+						conditional[key] = en
+						en.target = en.typ + "/" + id
 					}
 				}
 				en.assigned = id
@@ -310,6 +347,9 @@ func (e *Engine) transaction(ctx context.Context, req *Request, entries []*entry
 			var err error
 			switch en.method {
 			case http.MethodPost:
+				if err := claim(en, en.typ+"/"+en.assigned); err != nil {
+					return err
+				}
 				en.out, err = e.write(ctx, tx, en.typ, en.assigned, res, http.MethodPost, nil)
 				en.status = http.StatusCreated
 			case http.MethodPut:
@@ -318,6 +358,9 @@ func (e *Engine) transaction(ctx context.Context, req *Request, entries []*entry
 					if ifMatch, err = parseETag(im); err != nil {
 						return entryErr(en, outcome.New(http.StatusBadRequest, "invalid", "ifMatch: %v", err))
 					}
+				}
+				if err := claim(en, en.typ+"/"+en.assigned); err != nil {
+					return err
 				}
 				res["id"] = en.assigned
 				en.out, en.status, err = e.updateIn(ctx, tx, en.typ, en.assigned, res, ifMatch, http.MethodPut)
@@ -339,10 +382,17 @@ func (e *Engine) transaction(ctx context.Context, req *Request, entries []*entry
 					}
 					id = match.ID
 				}
+				if err := claim(en, en.typ+"/"+id); err != nil {
+					return err
+				}
 				en.out, err = e.patchIn(ctx, tx, en.typ, id, en.patch, ifMatch, en.at)
 				en.status = http.StatusOK
 			case http.MethodGet, http.MethodHead:
-				en.resp = e.readInTx(ctx, tx, req, en)
+				resp, err := e.readInTx(ctx, tx, req, en)
+				if err != nil {
+					return entryErr(en, err)
+				}
+				en.resp = resp
 				continue
 			}
 			if err != nil {
@@ -391,27 +441,33 @@ func (e *Engine) txDelete(ctx context.Context, tx store.Tx, req *Request, en *en
 	return nil
 }
 
-// readInTx serves a GET entry of a transaction from the transaction's own view.
-func (e *Engine) readInTx(ctx context.Context, tx store.Tx, req *Request, en *entry) *Response {
+// readInTx serves a GET entry of a transaction from the transaction's own view. A failed read
+// fails the transaction like any other entry.
+func (e *Engine) readInTx(ctx context.Context, tx store.Tx, req *Request, en *entry) (*Response, error) {
 	r := e.entryRequest(req, en)
 	if en.id != "" && len(strings.Split(strings.Trim(r.Path, "/"), "/")) == 2 {
 		cur, err := tx.Current(ctx, en.typ, en.id)
 		if errors.Is(err, store.ErrNotFound) {
-			return errorResponse(outcome.New(http.StatusNotFound, "not-found", "%s/%s is not known", en.typ, en.id))
+			return nil, outcome.New(http.StatusNotFound, "not-found", "%s/%s is not known", en.typ, en.id)
 		}
 		if err != nil {
-			return errorResponse(err)
+			return nil, err
 		}
 		if cur.Deleted {
-			return errorResponse(outcome.New(http.StatusGone, "deleted", "%s/%s was deleted", en.typ, en.id))
+			return nil, outcome.New(http.StatusGone, "deleted", "%s/%s was deleted", en.typ, en.id)
 		}
-		resp, err := e.readResponse(r, cur, "read")
-		if err != nil {
-			return errorResponse(err)
-		}
-		return resp
+		return e.readResponse(ctx, r, cur, "read")
 	}
-	return e.Handle(ctx, r)
+	if !strings.Contains(r.Path, "/") && !strings.HasPrefix(r.Path, "$") && !strings.HasPrefix(r.Path, "_") && r.Query.Get("_getpages") == "" {
+		// A search entry runs last and must see what the earlier entries wrote.
+		if r.Path != "" {
+			if err := e.checkType(r.Path); err != nil {
+				return nil, err
+			}
+		}
+		return e.searchWith(ctx, tx, r, r.Path)
+	}
+	return e.dispatch(ctx, r)
 }
 
 // entryErr names the failing entry in every issue of err, so the client can find it.
@@ -554,7 +610,10 @@ func (e *Engine) bundleResponse(req *Request, kind string, entries []*entry) *Re
 		}
 		list = append(list, item)
 	}
-	b := map[string]any{"resourceType": "Bundle", "id": e.cfg.NewID(), "type": kind, "entry": list}
+	b := map[string]any{"resourceType": "Bundle", "id": e.cfg.NewID(), "type": kind}
+	if len(list) > 0 {
+		b["entry"] = list // an empty array is not valid FHIR JSON
+	}
 	return &Response{Status: http.StatusOK, Resource: b, Interaction: strings.TrimSuffix(kind, "-response")}
 }
 

@@ -114,33 +114,53 @@ func (e *Engine) everything(ctx context.Context, req *Request, id string) (*Resp
 		return fail, err
 	}
 	b := newSearchset(req.Base)
-	seen := map[string]bool{"Patient/" + id: true}
-	if err := b.add(pat, "match", e, nil); err != nil {
+	sess := e.session(ctx, req)
+	// add puts r in the Bundle when the requester may see it, and reports whether it did.
+	add := func(r *store.Resource, mode string) (bool, error) {
+		shown, ok, err := disclose(ctx, sess, r)
+		if err != nil || !ok {
+			return false, err
+		}
+		return true, b.add(shown, mode, e, nil)
+	}
+	ok, err := add(pat, "match")
+	if err != nil {
 		return fail, err
 	}
+	if !ok {
+		return fail, errNotFound("Patient", id)
+	}
+	seen := map[string]bool{"Patient/" + id: true}
+	matches := 1
 	related, rids, err := e.cfg.Store.Referencing(ctx, []store.Key{{Type: "Patient", ID: id}}, "", "")
 	if err != nil {
 		return fail, err
 	}
-	for _, r := range related {
+	var shownRIDs []int64
+	for i, r := range related {
 		seen[r.Type+"/"+r.ID] = true
-		if err := b.add(r, "match", e, nil); err != nil {
+		ok, err := add(r, "match")
+		if err != nil {
 			return fail, err
 		}
+		if ok {
+			matches++
+			shownRIDs = append(shownRIDs, rids[i])
+		}
 	}
-	refs, _, err := e.cfg.Store.Referenced(ctx, rids, "", "")
+	refs, _, err := e.cfg.Store.Referenced(ctx, shownRIDs, "", "")
 	if err != nil {
 		return fail, err
 	}
 	for _, r := range refs {
 		if k := r.Type + "/" + r.ID; !seen[k] {
 			seen[k] = true
-			if err := b.add(r, "include", e, nil); err != nil {
+			if _, err := add(r, "include"); err != nil {
 				return fail, err
 			}
 		}
 	}
-	b.total = len(related) + 1
+	b.total = matches
 	b.link("self", req.Base+"/Patient/"+id+"/$everything")
 	return &Response{Status: http.StatusOK, Resource: b.resource(), Interaction: "operation"}, nil
 }

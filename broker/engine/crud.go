@@ -45,17 +45,32 @@ func (e *Engine) checkResource(res map[string]any, raw []byte, typ, at string) e
 	if raw == nil {
 		raw = resource.Encode(res)
 	}
-	if oe := e.cfg.Checker.Check(raw); oe != nil {
+	oe := resource.EmptyValues(res)
+	if oe == nil {
+		oe = e.cfg.Checker.Check(raw)
+	}
+	if oe != nil {
 		if at != "" {
 			for i := range oe.Issues {
 				for j, x := range oe.Issues[i].Expression {
+					// The checker names elements from the resource root ("Patient.birthDate");
+					// inside a Bundle the path continues from the entry's resource.
+					if rest, ok := strings.CutPrefix(x, rt+"."); ok {
+						x = rest
+					} else if x == rt {
+						oe.Issues[i].Expression[j] = at
+						continue
+					}
 					oe.Issues[i].Expression[j] = at + "." + x
 				}
 			}
 		}
 		return oe
 	}
-	return nil
+	if err := e.runChecks(rt, res, at); err != nil {
+		return err
+	}
+	return e.validateWrite(res, raw, rt, at)
 }
 
 func join(at, path string) string {
@@ -76,6 +91,10 @@ func (e *Engine) write(ctx context.Context, tx store.Tx, typ, id string, res map
 	meta := resource.Meta(res)
 	meta["versionId"] = strconv.FormatInt(version, 10)
 	meta["lastUpdated"] = instant(now)
+	if a, ok := ctx.Value(accessKey{}).(*Access); ok && a.AgencyID != "" {
+		// The recording agency, which consent defaults key on; never the client's own claim.
+		meta["source"] = SourcePrefix + a.AgencyID
+	}
 	ix, err := e.cfg.Indexer.Index(typ, res)
 	if err != nil {
 		return nil, err
@@ -85,7 +104,11 @@ func (e *Engine) write(ctx context.Context, tx store.Tx, typ, id string, res map
 	if err := tx.Put(ctx, w); err != nil {
 		return nil, err
 	}
-	return &store.Resource{Type: typ, ID: id, Version: version, LastUpdated: now, Method: method, Body: body}, nil
+	out := &store.Resource{Type: typ, ID: id, Version: version, LastUpdated: now, Method: method, Body: body}
+	if err := e.notify(ctx, tx, out, cur, res); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // remove stores a deletion as the next version after cur.
@@ -95,7 +118,11 @@ func (e *Engine) remove(ctx context.Context, tx store.Tx, cur *store.Resource) (
 	if err := tx.Put(ctx, w); err != nil {
 		return nil, err
 	}
-	return &store.Resource{Type: cur.Type, ID: cur.ID, Version: w.Version, LastUpdated: now, Method: http.MethodDelete, Deleted: true}, nil
+	out := &store.Resource{Type: cur.Type, ID: cur.ID, Version: w.Version, LastUpdated: now, Method: http.MethodDelete, Deleted: true}
+	if err := e.notify(ctx, tx, out, cur, nil); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // currentOrNil reads the current version; nil when the resource never existed.
@@ -158,12 +185,22 @@ func (e *Engine) read(ctx context.Context, req *Request, typ, id string) (*Respo
 		r.setHeader("ETag", etag(res.Version))
 		return r, nil
 	}
-	return e.readResponse(req, res, "read")
+	return e.readResponse(ctx, req, res, "read")
 }
 
 // readResponse serves a stored version, honouring If-None-Match, If-Modified-Since, _summary
 // and _elements.
-func (e *Engine) readResponse(req *Request, res *store.Resource, interaction string) (*Response, error) {
+func (e *Engine) readResponse(ctx context.Context, req *Request, res *store.Resource, interaction string) (*Response, error) {
+	// A resource the requester may not see answers exactly as an unknown one, so nothing
+	// about its existence leaks.
+	shown, ok, err := disclose(ctx, e.session(ctx, req), res)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return &Response{Interaction: interaction}, errNotFound(res.Type, res.ID)
+	}
+	res = shown
 	if inm := req.Header.Get("If-None-Match"); inm != "" {
 		if v, err := parseETag(inm); err == nil && v == res.Version {
 			r := &Response{Status: http.StatusNotModified, Interaction: interaction}
@@ -209,7 +246,7 @@ func (e *Engine) vread(ctx context.Context, req *Request, typ, id string, v int6
 	if res.Deleted {
 		return &Response{Interaction: "vread"}, outcome.New(http.StatusGone, "deleted", "version %d of %s/%s is a deletion", v, typ, id)
 	}
-	return e.readResponse(req, res, "vread")
+	return e.readResponse(ctx, req, res, "vread")
 }
 
 func (e *Engine) create(ctx context.Context, req *Request, typ string) (*Response, error) {
@@ -219,7 +256,7 @@ func (e *Engine) create(ctx context.Context, req *Request, typ string) (*Respons
 	}
 	var out *store.Resource
 	status := http.StatusCreated
-	err = e.cfg.Store.Update(ctx, func(tx store.Tx) error {
+	err = e.writeTx(ctx, func(tx store.Tx) error {
 		r := resource.Clone(res).(map[string]any)
 		var err error
 		out, status, err = e.createIn(ctx, tx, req, typ, r, req.Header.Get("If-None-Exist"), "")
@@ -270,7 +307,7 @@ func (e *Engine) update(ctx context.Context, req *Request, typ, id string) (*Res
 	}
 	var out *store.Resource
 	var status int
-	err = e.cfg.Store.Update(ctx, func(tx store.Tx) error {
+	err = e.writeTx(ctx, func(tx store.Tx) error {
 		var err error
 		out, status, err = e.updateIn(ctx, tx, typ, id, resource.Clone(res).(map[string]any), ifMatch, http.MethodPut)
 		return err
@@ -331,7 +368,7 @@ func (e *Engine) conditionalUpdate(ctx context.Context, req *Request, typ string
 	}
 	var out *store.Resource
 	var status int
-	err = e.cfg.Store.Update(ctx, func(tx store.Tx) error {
+	err = e.writeTx(ctx, func(tx store.Tx) error {
 		var err error
 		out, status, err = e.conditionalUpdateIn(ctx, tx, req, typ, req.Query.Encode(), resource.Clone(res).(map[string]any), ifMatch)
 		return err
@@ -371,7 +408,7 @@ func (e *Engine) patch(ctx context.Context, req *Request, typ, id string) (*Resp
 		return &Response{Interaction: "patch"}, err
 	}
 	var out *store.Resource
-	err = e.cfg.Store.Update(ctx, func(tx store.Tx) error {
+	err = e.writeTx(ctx, func(tx store.Tx) error {
 		var err error
 		out, err = e.patchIn(ctx, tx, typ, id, p, ifMatch, "")
 		return err
@@ -448,7 +485,7 @@ func (e *Engine) conditionalPatch(ctx context.Context, req *Request, typ string)
 		return &Response{Interaction: "patch"}, err
 	}
 	var out *store.Resource
-	err = e.cfg.Store.Update(ctx, func(tx store.Tx) error {
+	err = e.writeTx(ctx, func(tx store.Tx) error {
 		match, err := e.conditionalMatch(ctx, tx, req, typ, req.Query.Encode(), "conditional patch")
 		if err != nil {
 			return err
@@ -471,7 +508,7 @@ func (e *Engine) delete(ctx context.Context, req *Request, typ, id string) (*Res
 		return &Response{Interaction: "delete"}, err
 	}
 	var out *store.Resource
-	err = e.cfg.Store.Update(ctx, func(tx store.Tx) error {
+	err = e.writeTx(ctx, func(tx store.Tx) error {
 		var err error
 		out, err = e.deleteIn(ctx, tx, typ, id, ifMatch)
 		return err
@@ -521,7 +558,7 @@ func (e *Engine) conditionalDelete(ctx context.Context, req *Request, typ string
 		return &Response{Interaction: "delete"}, outcome.New(http.StatusMethodNotAllowed, "not-supported", "DELETE on a type needs search criteria (conditional delete) or an id in the URL")
 	}
 	var out *store.Resource
-	err := e.cfg.Store.Update(ctx, func(tx store.Tx) error {
+	err := e.writeTx(ctx, func(tx store.Tx) error {
 		match, err := e.conditionalMatch(ctx, tx, req, typ, req.Query.Encode(), "conditional delete")
 		if err != nil || match == nil {
 			return err

@@ -69,11 +69,28 @@ type Config struct {
 	Indexer Indexer
 	Params  *searchparam.Registry
 	Types   Types
+	// Discloser, when set, filters what authenticated requests may see.
+	Discloser Discloser
+	// Operations adds named operations, keyed by operationKey ("Patient/{id}/$access-check").
+	Operations map[string]Operation
+	// Searches serves type-level searches of types kept outside the resource store
+	// (AuditEvent from the audit trail).
+	Searches map[string]Operation
+	// OnWrite runs inside every write transaction after the version is stored (routing's
+	// outbox); an error rolls the write back.
+	OnWrite func(ctx context.Context, tx store.Tx, ev WriteEvent) error
+	// AfterCommit runs after every write transaction commits (to wake the outbox relay).
+	AfterCommit func()
+	// Checks run on every resource written, after structural validation (Consent checks).
+	Checks []func(typ string, res map[string]any) []outcome.Issue
 	// Summary is optional; without it _summary=true drops only the narrative.
 	Summary Summaries
 	Limits  Limits
 	Clock   func() time.Time
 	NewID   func() string
+	// Validator, when set, serves $validate and validates writes as Validation says.
+	Validator  Validator
+	Validation Validation
 	// Software names the server in the CapabilityStatement.
 	Software, Version string
 }
@@ -116,6 +133,13 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.NewID == nil {
 		cfg.NewID = func() string { return uuid.NewString() }
 	}
+	if cfg.Validator != nil {
+		mode, err := ParseValidationMode(cfg.Validation.Mode)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Validation.Mode = mode
+	}
 	if cfg.Software == "" {
 		cfg.Software = "hjbroker"
 	}
@@ -135,6 +159,10 @@ type Request struct {
 	Body   []byte
 	// Base is the absolute FHIR base URL used in links and fullUrls.
 	Base string
+	// Access is who asks and why; nil for the broker's own requests.
+	Access *Access
+
+	sess DisclosureSession
 }
 
 // Response is the outcome of an interaction. Either Body (already encoded, as stored) or
@@ -146,6 +174,10 @@ type Response struct {
 	Resource map[string]any
 	// Interaction names what was done, for metrics and logs ("read", "search-type", ...).
 	Interaction string
+	// Patients lists the patients whose data was disclosed, and BreakGlass whether an
+	// emergency override was needed, for the audit trail.
+	Patients   []string
+	BreakGlass bool
 }
 
 func (r *Response) setHeader(k, v string) {
@@ -179,7 +211,27 @@ func (e *Engine) Handle(ctx context.Context, req *Request) *Response {
 	if req.Header == nil {
 		req.Header = http.Header{}
 	}
+	if req.Access != nil {
+		ctx = context.WithValue(ctx, accessKey{}, req.Access)
+	}
+	resp := e.handle(ctx, req)
+	if pr, ok := req.sess.(PatientRecorder); ok {
+		resp.Patients = pr.Patients()
+		resp.BreakGlass = pr.BreakGlassUsed()
+	}
+	return resp
+}
+
+func (e *Engine) handle(ctx context.Context, req *Request) *Response {
 	resp, err := e.dispatch(ctx, req)
+	var q *quarantineError
+	if errors.As(err, &q) {
+		r := e.quarantine(ctx, req, q)
+		if resp != nil {
+			r.Interaction = resp.Interaction
+		}
+		return r
+	}
 	if err != nil {
 		r := errorResponse(err)
 		if resp != nil && resp.Interaction != "" {
@@ -204,8 +256,14 @@ func (e *Engine) dispatch(ctx context.Context, req *Request) (*Response, error) 
 		seg[i] = u
 	}
 	m := req.Method
+	if m == http.MethodHead {
+		m = http.MethodGet // HEAD is GET without the body, on every path GET serves
+	}
 	notAllowed := func(what string) (*Response, error) {
 		return &Response{Interaction: what}, outcome.New(http.StatusMethodNotAllowed, "not-supported", "%s is not supported on %s", m, "/"+path)
+	}
+	if err := e.authorize(req, seg); err != nil {
+		return &Response{Interaction: "authorization"}, err
 	}
 	switch len(seg) {
 	case 0:
@@ -339,6 +397,18 @@ func (e *Engine) operation(ctx context.Context, req *Request, typ, id, name stri
 	switch {
 	case name == "everything" && typ == "Patient" && id != "" && (req.Method == http.MethodGet || req.Method == http.MethodPost):
 		return e.everything(ctx, req, id)
+	case name == "validate":
+		return e.validateOp(ctx, req, typ, id)
+	}
+	if op, ok := e.cfg.Operations[operationKey(typ, id != "", name)]; ok {
+		resp, err := op(ctx, req, typ, id)
+		if resp == nil {
+			resp = &Response{}
+		}
+		if resp.Interaction == "" {
+			resp.Interaction = "operation"
+		}
+		return resp, err
 	}
 	where := "the server"
 	if typ != "" {

@@ -82,6 +82,10 @@ func (e *Engine) history(ctx context.Context, req *Request, typ, id string) (*Re
 	b := newSearchset(req.Base)
 	b.kind = "history"
 	b.total = page.Total
+	sess := e.session(ctx, req)
+	if sess != nil {
+		b.total = -1 // a count over versions the requester may not see would reveal them
+	}
 	self := req.Base
 	if typ != "" {
 		self += "/" + typ
@@ -108,6 +112,19 @@ func (e *Engine) history(ctx context.Context, req *Request, typ, id string) (*Re
 		b.link("previous", mk(max(0, hq.Offset-hq.Count)))
 	}
 	for _, r := range page.Entries {
+		if sess != nil {
+			if r.Deleted {
+				continue // nothing to decide on: a deletion is shown to unrestricted callers only
+			}
+			shown, ok, err := disclose(ctx, sess, r)
+			if err != nil {
+				return fail, err
+			}
+			if !ok {
+				continue
+			}
+			r = shown
+		}
 		item := map[string]any{
 			"fullUrl": req.Base + "/" + r.Type + "/" + r.ID,
 			"request": map[string]any{"method": historyMethod(r), "url": historyURL(r)},

@@ -29,7 +29,18 @@ func (e *Engine) parseSearch(req *Request, typ string, q url.Values) (*search.Qu
 	if err != nil {
 		return nil, searchError(err)
 	}
-	return sq, nil
+	return sq, runnable(sq)
+}
+
+// runnable rejects what the parser accepts but the store cannot answer, naming the parameter,
+// so that any error from the store itself is a server fault and not blamed on the client.
+func runnable(sq *search.Query) error {
+	for _, c := range sq.Clauses {
+		if c.Modifier == search.ModIn || c.Modifier == search.ModNotIn {
+			return outcome.At(http.StatusBadRequest, "not-supported", c.Key, "search parameter %q: the :%s modifier needs value set expansion, which this server does not do", c.Key, c.Modifier)
+		}
+	}
+	return nil
 }
 
 func searchError(err error) error {
@@ -44,7 +55,7 @@ func searchError(err error) error {
 
 // criteriaKey canonicalises conditional criteria so equal criteria lock and match alike.
 func (e *Engine) criteriaKey(typ, criteria string) (string, error) {
-	q, err := url.ParseQuery(criteria)
+	q, err := url.ParseQuery(criteriaQuery(typ, criteria))
 	if err != nil {
 		return "", outcome.New(http.StatusBadRequest, "invalid", "criteria %q: %v", criteria, err)
 	}
@@ -55,11 +66,20 @@ func (e *Engine) criteriaKey(typ, criteria string) (string, error) {
 	return sq.CriteriaKey(), nil
 }
 
+// criteriaQuery takes the query part of conditional criteria. Clients send "identifier=x",
+// "?identifier=x" or "Patient?identifier=x"; all mean the same, so all match and lock alike.
+func criteriaQuery(typ, criteria string) string {
+	if rest, ok := strings.CutPrefix(criteria, typ+"?"); ok && typ != "" {
+		return rest
+	}
+	return strings.TrimPrefix(criteria, "?")
+}
+
 // conditionalMatch finds the one resource matching criteria inside tx: nil when none, 412 when
 // several. It first locks the canonical criteria so racing conditional operations with the
 // same criteria serialise (PostgreSQL); the embedded store has a single writer anyway.
 func (e *Engine) conditionalMatch(ctx context.Context, tx store.Tx, req *Request, typ, criteria, what string) (*store.Resource, error) {
-	q, err := url.ParseQuery(strings.TrimPrefix(criteria, "?"))
+	q, err := url.ParseQuery(criteriaQuery(typ, criteria))
 	if err != nil {
 		return nil, outcome.New(http.StatusBadRequest, "invalid", "%s criteria %q: %v", what, criteria, err)
 	}
@@ -74,12 +94,15 @@ func (e *Engine) conditionalMatch(ctx context.Context, tx store.Tx, req *Request
 	if len(sq.Clauses) == 0 {
 		return nil, outcome.New(http.StatusBadRequest, "invalid", "%s criteria %q select nothing specific", what, criteria)
 	}
+	if err := runnable(sq); err != nil {
+		return nil, err
+	}
 	if err := tx.Lock(ctx, sq.CriteriaKey()); err != nil {
 		return nil, err
 	}
 	page, err := tx.Search(ctx, sq, store.SearchOptions{Limit: 2})
 	if err != nil {
-		return nil, searchError(err)
+		return nil, err // as it is: the store retries its transaction on ErrRetry
 	}
 	switch len(page.Entries) {
 	case 0:
@@ -113,6 +136,20 @@ func searchQuery(req *Request) (url.Values, error) {
 }
 
 func (e *Engine) search(ctx context.Context, req *Request, typ string) (*Response, error) {
+	if s, ok := e.cfg.Searches[typ]; ok && typ != "" {
+		resp, err := s(ctx, req, typ, "")
+		if resp == nil {
+			resp = &Response{}
+		}
+		resp.Interaction = "search-type"
+		return resp, err
+	}
+	return e.searchWith(ctx, e.cfg.Store, req, typ)
+}
+
+// searchWith runs a search whose matches come from r: the store, or a transaction so that a
+// GET entry sees the entries processed before it. Paging and includes use the store.
+func (e *Engine) searchWith(ctx context.Context, r store.Reader, req *Request, typ string) (*Response, error) {
 	interaction := "search-type"
 	if typ == "" {
 		interaction = "search-system"
@@ -130,39 +167,64 @@ func (e *Engine) search(ctx context.Context, req *Request, typ string) (*Respons
 		return fail, err
 	}
 	count := sq.Count
-	page, err := e.cfg.Store.Search(ctx, sq, store.SearchOptions{
-		Offset: sq.Offset,
-		Limit:  count + 1, // one more tells whether there is a next page
-		Total:  sq.Total != search.TotalNone,
-	})
-	if err != nil {
-		return fail, searchError(err)
+	sess := e.session(ctx, req)
+	var entries []*store.Resource
+	var rids, visibleRIDs []int64
+	total := -1
+	if sess != nil {
+		// What the requester may not see must not count either: match everything (up to the
+		// saved-result limit), keep what is disclosed, and page over that.
+		visible, vrids, err := e.visibleMatches(ctx, r, sq, sess)
+		if err != nil {
+			return fail, err
+		}
+		entries, rids, visibleRIDs = visible, vrids, vrids
+		if sq.Total != search.TotalNone {
+			total = len(visible)
+		}
+		if len(entries) > count+1 {
+			entries, rids = entries[:count+1], rids[:count+1]
+		}
+	} else {
+		page, err := r.Search(ctx, sq, store.SearchOptions{
+			Offset: sq.Offset,
+			Limit:  count + 1, // one more tells whether there is a next page
+			Total:  sq.Total != search.TotalNone,
+		})
+		if err != nil {
+			return fail, err
+		}
+		entries, rids, total = page.Entries, page.RIDs, page.Total
 	}
-	entries, rids := page.Entries, page.RIDs
 	more := len(entries) > count
 	if more {
 		entries, rids = entries[:count], rids[:count]
 	}
-	b := newSearchset(req.Base)
-	if page.Total >= 0 {
-		b.total = page.Total
+	if count == 0 {
+		more = false // _count=0 and _summary=count ask for the total only: there are no pages
 	}
+	b := newSearchset(req.Base)
+	b.total = total
 	b.link("self", sq.SelfLink(req.Base))
 	if more {
 		// Keep the whole result list so later pages stay consistent while writes happen.
-		all, err := e.cfg.Store.Search(ctx, sq, store.SearchOptions{Offset: sq.Offset, Limit: e.cfg.Limits.MaxSavedResults, KeysOnly: true})
-		if err != nil {
+		all := visibleRIDs
+		if sess == nil {
+			page, err := r.Search(ctx, sq, store.SearchOptions{Offset: sq.Offset, Limit: e.cfg.Limits.MaxSavedResults, KeysOnly: true})
+			if err != nil {
+				return fail, err
+			}
+			all = page.RIDs
+		}
+		sid := savedSearchID(req, e.cfg.NewID())
+		saved := b.total
+		if saved < 0 {
+			saved = len(all)
+		}
+		if err := e.cfg.Store.SaveSearch(ctx, sid, all, saved, e.cfg.Clock().Add(e.cfg.Limits.PageTTL)); err != nil {
 			return fail, err
 		}
-		sid := e.cfg.NewID()
-		total := b.total
-		if total < 0 {
-			total = len(all.RIDs)
-		}
-		if err := e.cfg.Store.SaveSearch(ctx, sid, all.RIDs, total, e.cfg.Clock().Add(e.cfg.Limits.PageTTL)); err != nil {
-			return fail, err
-		}
-		b.pageLinks(req.Base, sid, 0, count, len(all.RIDs), sq)
+		b.pageLinks(req.Base, sid, 0, count, len(all), sq)
 	}
 	if err := e.fill(ctx, req, b, sq, entries, rids); err != nil {
 		return fail, err
@@ -185,7 +247,14 @@ func (e *Engine) page(ctx context.Context, req *Request, q url.Values, id string
 		count = e.cfg.Limits.DefaultCount
 	}
 	count = min(count, e.cfg.Limits.MaxCount)
-	res, total, err := e.cfg.Store.LoadSearch(ctx, id, offset, count)
+	if !ownsSavedSearch(req, id) {
+		err = store.ErrNotFound // another client's result set is not this client's to page
+	}
+	var res []*store.Resource
+	var total int
+	if err == nil {
+		res, total, err = e.cfg.Store.LoadSearch(ctx, id, offset, count)
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return fail, outcome.New(http.StatusGone, "not-found", "the search result set %q has expired or never existed; run the search again", id)
 	}
@@ -206,6 +275,20 @@ func (e *Engine) page(ctx context.Context, req *Request, q url.Values, id string
 	b.total = total
 	saved := min(total, e.cfg.Limits.MaxSavedResults)
 	b.pageLinks(req.Base, id, offset, count, saved, sq)
+	// Consent may have changed since the first page: decide again.
+	if sess := e.session(ctx, req); sess != nil {
+		kept := res[:0]
+		for _, r := range res {
+			shown, ok, err := disclose(ctx, sess, r)
+			if err != nil {
+				return fail, err
+			}
+			if ok {
+				kept = append(kept, shown)
+			}
+		}
+		res = kept
+	}
 	if err := e.fill(ctx, req, b, sq, res, nil); err != nil {
 		return fail, err
 	}
@@ -239,63 +322,69 @@ func (e *Engine) fill(ctx context.Context, req *Request, b *searchset, sq *searc
 		}
 	}
 	// Iterate: included resources may include further ones when :iterate is set.
+	sess := e.session(ctx, req)
 	frontier, frontKeys := rids, keysOf(matches)
 	for round := 0; round < 4 && (len(frontier) > 0 || len(frontKeys) > 0); round++ {
 		var nextRIDs []int64
 		var nextKeys []store.Key
-		for _, inc := range sq.Includes {
-			if round > 0 && !inc.Iterate {
-				continue
-			}
-			param := ""
-			if !inc.Wildcard && inc.Param != nil {
-				param = inc.Param.Code
-			}
-			found, frids, err := e.cfg.Store.Referenced(ctx, frontier, param, inc.TargetType)
-			if err != nil {
-				return err
-			}
+		// add keeps the resources not yet in the Bundle that the requester may see.
+		add := func(found []*store.Resource, frids []int64) error {
 			for i, r := range found {
 				k := r.Type + "/" + r.ID
 				if seen[k] {
 					continue
 				}
 				seen[k] = true
-				if err := b.add(r, "include", e, sq); err != nil {
+				shown, ok, err := disclose(ctx, sess, r)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					continue
+				}
+				if err := b.add(shown, "include", e, sq); err != nil {
 					return err
 				}
 				nextRIDs = append(nextRIDs, frids[i])
 				nextKeys = append(nextKeys, store.Key{Type: r.Type, ID: r.ID})
+			}
+			return nil
+		}
+		for _, inc := range sq.Includes {
+			if round > 0 && !inc.Iterate {
+				continue
+			}
+			found, frids, err := e.cfg.Store.Referenced(ctx, frontier, includeParam(inc), inc.TargetType)
+			if err != nil {
+				return err
+			}
+			if err := add(found, frids); err != nil {
+				return err
 			}
 		}
 		for _, inc := range sq.RevIncludes {
 			if round > 0 && !inc.Iterate {
 				continue
 			}
-			param := ""
-			if !inc.Wildcard && inc.Param != nil {
-				param = inc.Param.Code
-			}
-			found, frids, err := e.cfg.Store.Referencing(ctx, frontKeys, inc.Type, param)
+			found, frids, err := e.cfg.Store.Referencing(ctx, frontKeys, inc.Type, includeParam(inc))
 			if err != nil {
 				return err
 			}
-			for i, r := range found {
-				k := r.Type + "/" + r.ID
-				if seen[k] {
-					continue
-				}
-				seen[k] = true
-				if err := b.add(r, "include", e, sq); err != nil {
-					return err
-				}
-				nextRIDs = append(nextRIDs, frids[i])
-				nextKeys = append(nextKeys, store.Key{Type: r.Type, ID: r.ID})
+			if err := add(found, frids); err != nil {
+				return err
 			}
 		}
 		frontier, frontKeys = nextRIDs, nextKeys
 	}
 	return nil
+}
+
+// includeParam is the reference parameter an _include follows, "" for a wildcard.
+func includeParam(inc search.Include) string {
+	if inc.Wildcard || inc.Param == nil {
+		return ""
+	}
+	return inc.Param.Code
 }
 
 func keysOf(rs []*store.Resource) []store.Key {

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
+	"github.com/hjbroker/hjbroker/broker/auth"
 	"github.com/hjbroker/hjbroker/broker/engine"
 	"github.com/hjbroker/hjbroker/broker/outcome"
 	"github.com/hjbroker/hjbroker/broker/resource"
@@ -39,8 +40,13 @@ type Config struct {
 	// PublicBase overrides the base URL used in links (for deployments behind a proxy);
 	// otherwise it is derived from the request.
 	PublicBase string
-	// Middleware runs before FHIR handling (authentication, tracing).
+	// Middleware runs before FHIR handling (tracing).
 	Middleware []gin.HandlerFunc
+	// Security, when set, authenticates every FHIR request (except the CapabilityStatement
+	// and the SMART configuration), serves the token endpoint and audits every request.
+	Security *Security
+	// Admin, when set, is served under /admin to operators only.
+	Admin http.Handler
 }
 
 type server struct {
@@ -77,6 +83,11 @@ func New(cfg Config) http.Handler {
 	}
 	fhir := r.Group("/fhir")
 	fhir.Use(cfg.Middleware...)
+	if cfg.Security != nil {
+		r.POST(auth.TokenPath, gin.WrapH(cfg.Security.Auth.TokenHandler()))
+		r.GET(auth.JWKSPath, gin.WrapH(cfg.Security.Auth.JWKSHandler()))
+		fhir.Use(s.authenticate)
+	}
 	fhir.Any("", s.fhir)
 	fhir.Any("/*path", s.fhir)
 	r.NoRoute(func(c *gin.Context) {
@@ -174,12 +185,17 @@ func (s *server) fhir(c *gin.Context) {
 	s.inflight.Inc()
 	defer s.inflight.Dec()
 	path := strings.TrimPrefix(c.Param("path"), "/")
+	if path == ".well-known/smart-configuration" && s.cfg.Security != nil {
+		s.cfg.Security.Auth.SmartConfigHandler().ServeHTTP(c.Writer, c.Request)
+		return
+	}
 	req := &engine.Request{
 		Method: c.Request.Method,
 		Path:   path,
 		Query:  c.Request.URL.Query(),
 		Header: c.Request.Header,
 		Base:   s.base(c),
+		Access: accessOf(c),
 	}
 	var resp *engine.Response
 	if err := s.checkFormat(c, req); err != nil {
@@ -194,6 +210,9 @@ func (s *server) fhir(c *gin.Context) {
 		resp.Interaction = "unknown"
 	}
 	c.Set("interaction", resp.Interaction)
+	if req.Access != nil {
+		s.record(c, req.Access, resp)
+	}
 	s.write(c, resp)
 	s.requests.WithLabelValues(resp.Interaction, c.Request.Method, strconv.Itoa(resp.Status)).Inc()
 	s.latency.WithLabelValues(resp.Interaction).Observe(time.Since(start).Seconds())
@@ -210,10 +229,16 @@ func errorResp(err error) *engine.Response {
 // checkFormat rejects _format values and Accept headers that ask for something other than JSON.
 func (s *server) checkFormat(c *gin.Context, req *engine.Request) error {
 	if f := req.Query.Get("_format"); f != "" {
-		switch f {
+		// An unescaped "+" in the URL arrives as a space; parameters (fhirVersion) do not matter.
+		mt, _, err := mime.ParseMediaType(strings.ReplaceAll(f, " ", "+"))
+		if err != nil {
+			mt = f
+		}
+		switch mt {
 		case "json", "application/json", "application/fhir+json", "application/json+fhir":
 		default:
-			return outcome.At(http.StatusUnsupportedMediaType, "not-supported", "_format", "_format %q is not supported; this server speaks FHIR JSON", f)
+			// _format overrides Accept, so an unsupported one is Not Acceptable like the header.
+			return outcome.At(http.StatusNotAcceptable, "not-supported", "_format", "_format %q is not supported; this server speaks FHIR JSON", f)
 		}
 	}
 	if acc := c.GetHeader("Accept"); acc != "" && !acceptsJSON(acc) {

@@ -8,6 +8,7 @@ import (
 )
 
 func TestCreateReadSearchSmoke(t *testing.T) {
+	t.Parallel()
 	apptest.ForEachBackend(t, func(t *testing.T, s *apptest.Server) {
 		r := s.Do("POST", "Patient", `{"resourceType":"Patient","identifier":[{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9000000009"}],"name":[{"family":"Smith","given":["Jo"]}],"birthDate":"1980-02-03"}`).Want(t, http.StatusCreated)
 		id := r.Str("id")

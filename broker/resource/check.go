@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"reflect"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -153,4 +154,39 @@ func field(v reflect.Value, name string) string {
 		return ""
 	}
 	return f.String()
+}
+
+// EmptyValues finds what FHIR JSON forbids but the R4 parser lets through: empty strings and
+// empty arrays. Expressions start at the resource type ("Patient.name[0].family").
+func EmptyValues(res map[string]any) *outcome.Error {
+	var issues []outcome.Issue
+	var walk func(v any, path string)
+	walk = func(v any, path string) {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, c := range x {
+				walk(c, path+"."+k)
+			}
+		case []any:
+			if len(x) == 0 {
+				issues = append(issues, outcome.Issue{Severity: "error", Code: "structure", Diagnostics: path + ": an array may not be empty; leave the element out", Expression: []string{path}})
+			}
+			for i, c := range x {
+				walk(c, fmt.Sprintf("%s[%d]", path, i))
+			}
+		case string:
+			if x == "" {
+				issues = append(issues, outcome.Issue{Severity: "error", Code: "value", Diagnostics: path + ": a value may not be an empty string; leave the element out", Expression: []string{path}})
+			}
+		}
+	}
+	typ, _ := res["resourceType"].(string)
+	for k, v := range res {
+		walk(v, typ+"."+k)
+	}
+	if len(issues) == 0 {
+		return nil
+	}
+	sort.Slice(issues, func(i, j int) bool { return issues[i].Expression[0] < issues[j].Expression[0] })
+	return &outcome.Error{Status: http.StatusBadRequest, Issues: issues}
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"strings"
 
 	"github.com/hjbroker/hjbroker/broker/outcome"
 )
@@ -23,7 +24,7 @@ type Limits struct {
 // Decode parses a JSON object, keeping numbers as json.Number so decimals round-trip exactly
 // (FHIR gives 1.50 and 1.5 different precision).
 func Decode(b []byte, lim Limits) (map[string]any, error) {
-	if err := checkDepth(b, lim.MaxDepth); err != nil {
+	if err := checkShape(b, lim.MaxDepth); err != nil {
 		return nil, err
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -42,13 +43,15 @@ func Decode(b []byte, lim Limits) (map[string]any, error) {
 	return m, nil
 }
 
-// checkDepth rejects bodies nested deeper than max before any allocation-heavy parse.
-func checkDepth(b []byte, max int) error {
-	if max <= 0 {
-		return nil
-	}
-	depth, inString, escaped := 0, false, false
-	for _, c := range b {
+// checkShape rejects, before the full parse, bodies nested deeper than max (0: no limit) and
+// objects that repeat a property: FHIR JSON forbids repeats, and decoders disagree on which
+// copy wins, so accepting them would let two readers see different resources.
+func checkShape(b []byte, max int) error {
+	// keys holds the property names seen so far in each open object; nil for arrays.
+	var keys []map[string]struct{}
+	var isObj []bool
+	inString, escaped, start := false, false, 0
+	for i, c := range b {
 		if inString {
 			switch {
 			case escaped:
@@ -57,22 +60,58 @@ func checkDepth(b []byte, max int) error {
 				escaped = true
 			case c == '"':
 				inString = false
+				n := len(isObj)
+				if n == 0 || !isObj[n-1] || !colonFollows(b, i+1) {
+					continue
+				}
+				if keys[n-1] == nil {
+					keys[n-1] = map[string]struct{}{}
+				}
+				k := string(b[start:i])
+				if strings.IndexByte(k, '\\') >= 0 {
+					// "\u0061" and "a" name the same property.
+					var u string
+					if json.Unmarshal(b[start-1:i+1], &u) == nil {
+						k = u
+					}
+				}
+				if _, dup := keys[n-1][k]; dup {
+					return outcome.New(http.StatusBadRequest, "structure", "property %q appears more than once in one JSON object", k)
+				}
+				keys[n-1][k] = struct{}{}
 			}
 			continue
 		}
 		switch c {
 		case '"':
-			inString = true
+			inString, start = true, i+1
 		case '{', '[':
-			depth++
-			if depth > max {
+			if max > 0 && len(isObj) >= max {
 				return outcome.New(http.StatusBadRequest, "too-costly", "body is nested more than %d levels deep (limit HJB_MAX_DEPTH)", max)
 			}
+			isObj = append(isObj, c == '{')
+			keys = append(keys, nil)
 		case '}', ']':
-			depth--
+			if n := len(isObj); n > 0 {
+				isObj, keys = isObj[:n-1], keys[:n-1]
+			}
 		}
 	}
 	return nil
+}
+
+// colonFollows reports whether the next byte after whitespace at b[i:] is ':'.
+func colonFollows(b []byte, i int) bool {
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case ' ', '\t', '\n', '\r':
+			continue
+		case ':':
+			return true
+		}
+		return false
+	}
+	return false
 }
 
 // Encode renders a resource with resourceType first and the other keys sorted, so equal

@@ -21,6 +21,9 @@ type dialect struct {
 	// likeOp is the case-sensitive LIKE operator; both backends are made case-sensitive so the
 	// index on normalised strings is usable and :contains/:exact behave the same.
 	likeOp string
+	// binary follows a text expression in ORDER BY, MIN and MAX so that text sorts by code
+	// point whatever the database's collation, as SQLite's BINARY collation does.
+	binary string
 }
 
 var (
@@ -37,6 +40,7 @@ var (
 		blob:      "BYTEA",
 		forUpdate: " FOR UPDATE",
 		likeOp:    "LIKE",
+		binary:    ` COLLATE "C"`,
 	}
 )
 

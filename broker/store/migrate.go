@@ -74,18 +74,23 @@ func migrations() []migration {
 				`CREATE INDEX idx_uri_rid ON idx_uri (rid)`,
 			}
 		}},
-		{3, "saved searches for paging", func(d dialect) []string {
-			return []string{
-				`CREATE TABLE saved_searches (id TEXT PRIMARY KEY, total BIGINT NOT NULL,
-					expires BIGINT NOT NULL, keys ` + d.blob + ` NOT NULL)`,
-				`CREATE INDEX saved_searches_expires ON saved_searches (expires)`,
-			}
-		}},
+		// SQLite keeps saved searches in a file of its own (see SQL.pages); the table is
+		// created here too so that every database has the same schema.
+		{3, "saved searches for paging", savedSearchSchema},
+	}
+}
+
+// savedSearchSchema is idempotent: SQLite runs it on its saved-search file at every start.
+func savedSearchSchema(d dialect) []string {
+	return []string{
+		`CREATE TABLE IF NOT EXISTS saved_searches (id TEXT PRIMARY KEY, total BIGINT NOT NULL,
+			expires BIGINT NOT NULL, keys ` + d.blob + ` NOT NULL)`,
+		`CREATE INDEX IF NOT EXISTS saved_searches_expires ON saved_searches (expires)`,
 	}
 }
 
 // migrate brings the schema up to date.
-func migrate(ctx context.Context, db *sql.DB, d dialect) error {
+func migrate(ctx context.Context, db *sql.DB, d dialect, extra []Migration) error {
 	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`); err != nil {
 		return fmt.Errorf("creating schema_migrations: %w", err)
@@ -101,27 +106,45 @@ func migrate(ctx context.Context, db *sql.DB, d dialect) error {
 			return fmt.Errorf("locking migrations: %w", err)
 		}
 		defer conn.ExecContext(context.Background(), `SELECT pg_advisory_unlock(7411001)`) //nolint:errcheck
-		return applyMigrations(ctx, conn, d)
+		return applyMigrations(ctx, conn, d, extra)
 	}
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	return applyMigrations(ctx, conn, d)
+	return applyMigrations(ctx, conn, d, extra)
 }
 
-func applyMigrations(ctx context.Context, conn *sql.Conn, d dialect) error {
-	current := 0
-	if err := conn.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+func applyMigrations(ctx context.Context, conn *sql.Conn, d dialect, extra []Migration) error {
+	applied := map[int]bool{}
+	rows, err := conn.QueryContext(ctx, `SELECT version FROM schema_migrations`)
+	if err != nil {
 		return fmt.Errorf("reading schema version: %w", err)
 	}
-	all := migrations()
-	if latest := all[len(all)-1].version; current > latest {
-		return fmt.Errorf("database schema version %d is newer than this broker supports (%d)", current, latest)
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			rows.Close()
+			return fmt.Errorf("reading schema version: %w", err)
+		}
+		applied[v] = true
+	}
+	rows.Close()
+	all, err := withExtra(migrations(), extra)
+	if err != nil {
+		return err
+	}
+	// Each step is recorded by version, so a package's steps added later still apply to a
+	// database that already has higher versions from other packages.
+	coreLatest := migrations()[len(migrations())-1].version
+	for v := range applied {
+		if v > coreLatest && v < 100 {
+			return fmt.Errorf("database schema version %d is newer than this broker supports (%d)", v, coreLatest)
+		}
 	}
 	for _, m := range all {
-		if m.version <= current {
+		if applied[m.version] {
 			continue
 		}
 		tx, err := conn.BeginTx(ctx, nil)

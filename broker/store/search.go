@@ -407,7 +407,7 @@ func (b *sqlBuilder) orderBy(keys []search.Sort) (string, []any) {
 		var expr string
 		switch k.Param.Code {
 		case "_id":
-			expr = "r.res_id"
+			expr = "r.res_id" + b.d.binary
 		case "_lastUpdated":
 			expr = "r.last_updated"
 		default:
@@ -415,11 +415,17 @@ func (b *sqlBuilder) orderBy(keys []search.Sort) (string, []any) {
 			if err != nil {
 				continue
 			}
-			col := map[string]string{"idx_token": "code", "idx_string": "norm", "idx_date": "lo", "idx_ref": "target_id", "idx_number": "value", "idx_uri": "uri"}[table]
-			if table == "idx_date" && k.Desc {
-				col = "hi"
+			col := "s." + map[string]string{"idx_token": "code", "idx_string": "norm", "idx_date": "lo", "idx_ref": "target_id", "idx_number": "value", "idx_uri": "uri"}[table]
+			switch table {
+			case "idx_date":
+				if k.Desc {
+					col = "s.hi"
+				}
+			case "idx_number":
+			default:
+				col += b.d.binary
 			}
-			expr = fmt.Sprintf("(SELECT %s(s.%s) FROM %s s WHERE s.rid = r.rid AND s.param = ?)", agg, col, table)
+			expr = fmt.Sprintf("(SELECT %s(%s) FROM %s s WHERE s.rid = r.rid AND s.param = ?)", agg, col, table)
 			args = append(args, k.Param.Code)
 			parts = append(parts, "("+expr+") IS NULL")
 			// the NULL test uses the same parameter once more

@@ -24,12 +24,19 @@ type SQL struct {
 	// has one writer at a time) and r a pool of read connections over WAL. For PostgreSQL they
 	// are the same pool.
 	w, r *sql.DB
+	// pages keeps saved searches. For PostgreSQL it is w. For SQLite it is a database file of
+	// its own: a search saved while a write transaction is open (the search entry of a
+	// transaction Bundle) would otherwise wait for the single writer that transaction holds.
+	pages *sql.DB
 }
 
 // Options tune a store.
 type Options struct {
 	// MaxConns bounds the connection pool (PostgreSQL) or the read pool (SQLite).
 	MaxConns int
+	// Migrations are other packages' schema steps (audit, auth, outbox), applied after the
+	// core schema.
+	Migrations []Migration
 }
 
 // Open opens the store named by url: a postgres:// or postgresql:// URL selects PostgreSQL;
@@ -58,7 +65,7 @@ func Open(ctx context.Context, storeURL, dataDir string, opts Options) (*SQL, er
 		s.Close()
 		return nil, err
 	}
-	if err := migrate(ctx, s.w, s.d); err != nil {
+	if err := migrate(ctx, s.w, s.d, opts.Migrations); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -99,7 +106,34 @@ func openSQLite(path string, opts Options) (*SQL, error) {
 		r.Close()
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
-	return &SQL{d: sqliteDialect, w: w, r: r}, nil
+	pages, err := openSQLitePages(path)
+	if err != nil {
+		w.Close()
+		r.Close()
+		return nil, err
+	}
+	return &SQL{d: sqliteDialect, w: w, r: r, pages: pages}, nil
+}
+
+// openSQLitePages opens the saved-search database beside the main one ("x.db" keeps them in
+// "x-pages.db"). Saved searches expire within minutes, so it needs no migrations and no
+// synchronous commits; one connection serialises its writers.
+func openSQLitePages(path string) (*sql.DB, error) {
+	ext := filepath.Ext(path)
+	pagesPath := strings.TrimSuffix(path, ext) + "-pages" + ext
+	db, err := sql.Open("sqlite", "file:"+pagesPath+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)")
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", pagesPath, err)
+	}
+	db.SetMaxOpenConns(1)
+	db.SetConnMaxIdleTime(0)
+	for _, stmt := range savedSearchSchema(sqliteDialect) {
+		if _, err := db.Exec(stmt); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("preparing %s: %w", pagesPath, err)
+		}
+	}
+	return db, nil
 }
 
 func openPostgres(u string, opts Options) (*SQL, error) {
@@ -109,7 +143,7 @@ func openPostgres(u string, opts Options) (*SQL, error) {
 	}
 	db.SetMaxOpenConns(opts.MaxConns)
 	db.SetMaxIdleConns(opts.MaxConns)
-	return &SQL{d: postgresDialect, w: db, r: db}, nil
+	return &SQL{d: postgresDialect, w: db, r: db, pages: db}, nil
 }
 
 // Backend names the backend.
@@ -126,9 +160,11 @@ func (s *SQL) Ping(ctx context.Context) error {
 // Close closes the pools.
 func (s *SQL) Close() error {
 	err := s.w.Close()
-	if s.r != s.w {
-		if e := s.r.Close(); err == nil {
-			err = e
+	for _, db := range []*sql.DB{s.r, s.pages} {
+		if db != s.w {
+			if e := db.Close(); err == nil {
+				err = e
+			}
 		}
 	}
 	return err
@@ -268,8 +304,10 @@ func (s *SQL) update(ctx context.Context, fn func(tx Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("starting transaction: %w", err)
 	}
+	// A no-op after Commit. If fn panics it ends the transaction, which would otherwise hold
+	// its locks (on SQLite, the only writer) until ctx ends, perhaps never.
+	defer tx.Rollback() //nolint:errcheck
 	if err := fn(&sqlTx{s: s, tx: tx}); err != nil {
-		tx.Rollback() //nolint:errcheck
 		return err
 	}
 	if err := tx.Commit(); err != nil {
@@ -285,11 +323,21 @@ type sqlTx struct {
 
 // Current reads the current version and, on PostgreSQL, locks the row until commit.
 func (t *sqlTx) Current(ctx context.Context, typ, id string) (*Resource, error) {
-	suffix := ""
-	if t.s.d.dollar {
-		suffix = " FOR UPDATE OF r"
+	if t.s.d.forUpdate != "" {
+		// Lock the resources row on its own first. Locking it through the join to its version
+		// would, when a concurrent writer commits a new version while this one waits, re-check
+		// the join against the old version row and find nothing: an existing resource would
+		// read as not found. The read below is a new statement, so it sees that commit.
+		var rid int64
+		err := t.tx.QueryRowContext(ctx, t.s.d.rebind(`SELECT rid FROM resources WHERE res_type = ? AND res_id = ?`+t.s.d.forUpdate), typ, id).Scan(&rid)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, ErrNotFound
+		}
+		if err != nil {
+			return nil, fmt.Errorf("locking %s/%s: %w", typ, id, err)
+		}
 	}
-	return current(ctx, t.tx, t.s.d, typ, id, suffix)
+	return current(ctx, t.tx, t.s.d, typ, id, "")
 }
 
 // Lock takes a transaction-scoped lock on key. SQLite needs none: it has one writer at a time.
@@ -436,10 +484,10 @@ func (s *SQL) SaveSearch(ctx context.Context, id string, keys []int64, total int
 		buf = strconv.AppendInt(buf, k, 36)
 		buf = append(buf, ',')
 	}
-	if _, err := s.w.ExecContext(ctx, s.d.rebind(`DELETE FROM saved_searches WHERE expires < ?`), time.Now().UnixMicro()); err != nil {
+	if _, err := s.pages.ExecContext(ctx, s.d.rebind(`DELETE FROM saved_searches WHERE expires < ?`), time.Now().UnixMicro()); err != nil {
 		return fmt.Errorf("expiring saved searches: %w", err)
 	}
-	if _, err := s.w.ExecContext(ctx, s.d.rebind(`INSERT INTO saved_searches (id, total, expires, keys) VALUES (?, ?, ?, ?)`),
+	if _, err := s.pages.ExecContext(ctx, s.d.rebind(`INSERT INTO saved_searches (id, total, expires, keys) VALUES (?, ?, ?, ?)`),
 		id, total, expires.UnixMicro(), buf); err != nil {
 		return fmt.Errorf("saving search: %w", err)
 	}
@@ -452,7 +500,7 @@ func (s *SQL) LoadSearch(ctx context.Context, id string, offset, count int) ([]*
 	var buf []byte
 	var total int
 	var expires int64
-	err := s.r.QueryRowContext(ctx, s.d.rebind(`SELECT total, expires, keys FROM saved_searches WHERE id = ?`), id).Scan(&total, &expires, &buf)
+	err := s.pages.QueryRowContext(ctx, s.d.rebind(`SELECT total, expires, keys FROM saved_searches WHERE id = ?`), id).Scan(&total, &expires, &buf)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && expires < time.Now().UnixMicro()) {
 		return nil, 0, ErrNotFound
 	}

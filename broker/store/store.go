@@ -5,6 +5,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"time"
 
@@ -148,6 +149,13 @@ type Tx interface {
 	// Lock serialises transactions that use the same key until they commit; conditional
 	// creates lock on their type and canonical criteria so two racing ones create one resource.
 	Lock(ctx context.Context, key string) error
+	// Exec runs a statement of another package's tables (outbox, audit) inside the
+	// transaction, so its rows commit or roll back with the resources. Placeholders are "?".
+	Exec(ctx context.Context, query string, args ...any) (sql.Result, error)
+	// SQLTx exposes the transaction to packages that need several statements in it.
+	SQLTx() *sql.Tx
+	// Dialect names the SQL dialect ("sqlite" or "postgres").
+	Dialect() string
 }
 
 // Store is a resource store backend.
@@ -167,6 +175,9 @@ type Store interface {
 	// Referencing returns the current resources of srcType ("" for any) that refer to one of to
 	// through param ("" for any).
 	Referencing(ctx context.Context, to []Key, srcType, param string) ([]*Resource, []int64, error)
+	// ByRIDs loads current versions by internal key in the order given, leaving out deleted
+	// resources, and returns the keys of those it loaded.
+	ByRIDs(ctx context.Context, rids []int64) ([]*Resource, []int64, error)
 	Ping(ctx context.Context) error
 	Close() error
 	// Backend names the backend ("sqlite" or "postgres") for metrics and the CapabilityStatement.

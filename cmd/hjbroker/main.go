@@ -38,6 +38,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newFHIRPathCmd())
+	root.AddCommand(newServeCmd(), newFHIRPathCmd(), newValidateCmd(), newTokenCmd(), newAuditCmd(),
+		newConfigCmd(), newReplayCmd())
 	return root
 }

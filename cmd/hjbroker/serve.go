@@ -44,6 +44,7 @@ func newServeCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "listen address HOST:PORT")
 	cmd.Flags().StringVar(&cfg.DataDir, "data-dir", "./data", "directory of the embedded store")
+	cmd.Flags().StringVar(&cfg.ConfigFile, "config", "", "agency configuration (YAML; HJB_CONFIG); default: the built-in demo configuration")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error (HJB_LOG_LEVEL)")
 	return cmd
 }

@@ -1,7 +1,6 @@
 package fhirpath
 
 import (
-	"regexp"
 	"strconv"
 	"strings"
 )
@@ -23,7 +22,7 @@ func convert(f converter, test bool) fnImpl {
 		}
 		out, ok := f(c, in[0])
 		if test {
-			return Collection{c.boolean(ok)}, nil
+			return c.boolColl(ok), nil
 		}
 		if !ok {
 			return nil, nil
@@ -186,29 +185,39 @@ func toTime(c *evalCtx, v Value) (Value, bool) {
 	return Value{}, false
 }
 
-// quantityPattern matches the string form of a quantity: a number and an optional unit in
-// quotes or a calendar keyword.
-const quantityPattern = `^\s*([+-]?\d+(?:\.\d+)?)\s*(?:'([^']+)'|([a-zA-Z]+))?\s*$`
-
+// parseQuantityString reads the string form of a quantity: a number, then optionally a UCUM
+// unit in single quotes or a calendar duration keyword.
 func parseQuantityString(s string) (*Quantity, bool) {
-	m := regexp.MustCompile(quantityPattern).FindStringSubmatch(s)
-	if m == nil {
+	s = strings.TrimSpace(s)
+	i := 0
+	if i < len(s) && (s[i] == '+' || s[i] == '-') {
+		i++
+	}
+	for i < len(s) && (isDigit(s[i]) || s[i] == '.') {
+		i++
+	}
+	num, rest := s[:i], strings.TrimSpace(s[i:])
+	if !isDecimalString(num) {
 		return nil, false
 	}
-	d, ok := parseDecimal(m[1])
+	d, ok := parseDecimal(num)
 	if !ok {
 		return nil, false
 	}
 	switch {
-	case m[2] != "":
-		return &Quantity{value: d, unit: m[2]}, true
-	case m[3] != "":
-		if _, ok := calendarUnit(m[3]); !ok {
+	case rest == "":
+		return &Quantity{value: d, unit: "1"}, true
+	case len(rest) >= 3 && rest[0] == '\'' && rest[len(rest)-1] == '\'':
+		unit := rest[1 : len(rest)-1]
+		if unit == "" || strings.ContainsRune(unit, '\'') {
 			return nil, false
 		}
-		return &Quantity{value: d, unit: m[3], calendar: true}, true
+		return &Quantity{value: d, unit: unit}, true
 	}
-	return &Quantity{value: d, unit: "1"}, true
+	if _, ok := calendarUnit(rest); ok {
+		return &Quantity{value: d, unit: rest, calendar: true}, true
+	}
+	return nil, false
 }
 
 func toQuantityValue(v Value) (*Quantity, bool) {
@@ -260,7 +269,7 @@ func fnToQuantity(test bool) fnImpl {
 			ok = conv
 		}
 		if test {
-			return Collection{c.boolean(ok)}, nil
+			return c.boolColl(ok), nil
 		}
 		if !ok {
 			return nil, nil

@@ -177,9 +177,10 @@ func (d decimal) truncInt() *big.Int {
 	return new(big.Int).Quo(d.r.Num(), d.r.Denom())
 }
 
+// floorInt rounds towards -inf. big.Int.DivMod is Euclidean, which for the always positive
+// denominator of a Rat is floor division.
 func (d decimal) floorInt() *big.Int {
-	q, m := new(big.Int).DivMod(d.r.Num(), d.r.Denom(), new(big.Int))
-	_ = m // DivMod is Euclidean: with a positive denominator q is the floor.
+	q, _ := new(big.Int).DivMod(d.r.Num(), d.r.Denom(), new(big.Int))
 	return q
 }
 

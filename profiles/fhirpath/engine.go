@@ -20,7 +20,6 @@ package fhirpath
 
 import (
 	"encoding/json"
-	"sync"
 	"time"
 
 	"github.com/hjbroker/hjbroker/profiles/r4model"
@@ -37,6 +36,8 @@ type Engine struct {
 	untyped  *vtype
 	typeInfo *vtype
 	resource *vtype
+
+	trueColl, falseColl Collection
 }
 
 // NewEngine prepares navigation tables for every type of the model.
@@ -99,6 +100,8 @@ func NewEngine(m *r4model.Model) *Engine {
 		}
 	}
 	e.resource = e.types["Resource"]
+	e.trueColl = Collection{{t: e.st[sysBoolean], node: true}}
+	e.falseColl = Collection{{t: e.st[sysBoolean], node: false}}
 	return e
 }
 
@@ -127,18 +130,9 @@ func sysKindOf(name string) sysKind {
 // Model returns the type model the engine uses.
 func (e *Engine) Model() *r4model.Model { return e.model }
 
-// defaultEngine is built on first use and never changes afterwards.
-var defaultEngine = sync.OnceValue(func() *Engine { return NewEngine(r4model.Load()) })
-
-// DefaultEngine returns the shared engine over the R4 model, built on first use.
-func DefaultEngine() *Engine { return defaultEngine() }
-
-// Compile parses expr with the default R4 engine.
-func Compile(expr string) (*Expression, error) { return DefaultEngine().Compile(expr) }
-
 // MustCompile is Compile that panics on error, for expressions fixed in code.
-func MustCompile(expr string) *Expression {
-	x, err := Compile(expr)
+func (e *Engine) MustCompile(expr string) *Expression {
+	x, err := e.Compile(expr)
 	if err != nil {
 		panic(err)
 	}
@@ -157,6 +151,7 @@ type config struct {
 	trace     func(name string, values Collection)
 	strict    bool
 	rootType  string
+	resource  map[string]any
 }
 
 // WithResolver supplies resolve() with resources not found in the input itself.
@@ -204,6 +199,13 @@ func Strict() Option { return func(c *config) { c.strict = true } }
 // WithRootType types the input as the named FHIR type (a data type or backbone path such
 // as "HumanName" or "Patient.contact") instead of reading resourceType.
 func WithRootType(name string) Option { return func(c *config) { c.rootType = name } }
+
+// WithResource sets %resource and %rootResource (and where resolve() looks for contained
+// resources) when the input is an element inside that resource rather than the resource
+// itself, as when checking element-level invariants. %context stays the input.
+func WithResource(resource map[string]any) Option {
+	return func(c *config) { c.resource = resource }
+}
 
 // TypedValue wraps a JSON node as a Value of the named FHIR type ("" to infer a resource from
 // resourceType), e.g. to pass an element as a variable.

@@ -33,9 +33,12 @@ func (e *evalError) Error() string { return e.msg }
 func errorf(format string, args ...any) error { return &evalError{msg: fmt.Sprintf(format, args...)} }
 
 type evalCtx struct {
-	e    *Engine
-	cfg  *config
-	root Collection // %resource, %rootResource, %context
+	e       *Engine
+	cfg     config
+	root    Collection // the input: %context
+	rootBuf [1]Value
+	// resource is %resource and %rootResource: the input unless WithResource says otherwise.
+	resource Collection
 
 	index    int
 	hasIndex bool
@@ -49,23 +52,25 @@ type evalCtx struct {
 // encoding/json with UseNumber). The input is typed from its resourceType, or from
 // WithRootType. A nil input evaluates against an empty context.
 func (x *Expression) Evaluate(input any, opts ...Option) (Collection, error) {
-	var cfg config
+	c := &evalCtx{e: x.e}
 	for _, o := range opts {
-		o(&cfg)
+		o(&c.cfg)
 	}
-	c := &evalCtx{e: x.e, cfg: &cfg}
 	if input != nil {
-		var v Value
-		if cfg.rootType != "" {
-			vt, ok := x.e.types[cfg.rootType]
+		if c.cfg.rootType != "" {
+			vt, ok := x.e.types[c.cfg.rootType]
 			if !ok {
-				return nil, &EvalError{Expr: x.src, Msg: "unknown root type " + cfg.rootType}
+				return nil, &EvalError{Expr: x.src, Msg: "unknown root type " + c.cfg.rootType}
 			}
-			v = Value{t: vt, node: input}
+			c.rootBuf[0] = Value{t: vt, node: input}
 		} else {
-			v = x.e.inferValue(input)
+			c.rootBuf[0] = x.e.inferValue(input)
 		}
-		c.root = Collection{v}
+		c.root = c.rootBuf[:]
+	}
+	c.resource = c.root
+	if c.cfg.resource != nil {
+		c.resource = Collection{x.e.inferValue(c.cfg.resource)}
 	}
 	out, err := x.root.eval(c, c.root)
 	if err != nil {
@@ -204,6 +209,16 @@ func (c *evalCtx) children(in Collection, name string) (Collection, error) {
 func (c *evalCtx) navigate(out Collection, v Value, name string) (Collection, error) {
 	m, ok := v.node.(map[string]any)
 	if !ok {
+		if q, isQ := v.node.(*Quantity); isQ {
+			// System Quantities expose value and unit.
+			switch name {
+			case "value":
+				return append(out, c.decimal(q.value)), nil
+			case "unit":
+				return append(out, c.str(q.unit)), nil
+			}
+			return out, nil
+		}
 		if v.ext != nil {
 			switch name {
 			case "extension":
@@ -221,6 +236,9 @@ func (c *evalCtx) navigate(out Collection, v Value, name string) (Collection, er
 		raw, ok := m[name]
 		if !ok {
 			return out, nil
+		}
+		if s, isStr := raw.(string); isStr && v.t == c.e.typeInfo {
+			return append(out, c.str(s)), nil
 		}
 		return c.appendUntyped(out, raw), nil
 	}
@@ -318,7 +336,9 @@ func (n *varNode) eval(c *evalCtx, _ Collection) (Collection, error) {
 		return c.e.toCollection(v), nil
 	}
 	switch n.name {
-	case "resource", "context", "rootResource":
+	case "resource", "rootResource":
+		return c.resource, nil
+	case "context":
 		return c.root, nil
 	case "ucum":
 		return Collection{c.str(ucumSystem)}, nil
@@ -459,7 +479,7 @@ func (n *typeOpNode) eval(c *evalCtx, focus Collection) (Collection, error) {
 		}
 		return nil, nil
 	}
-	return Collection{c.boolean(n.spec.matches(in[0]))}, nil
+	return c.boolColl(n.spec.matches(in[0])), nil
 }
 
 type funcNode struct {
@@ -495,7 +515,15 @@ func (n *funcNode) arg(c *evalCtx, i int, focus Collection) (Collection, error) 
 // value constructors
 
 func (c *evalCtx) boolean(b bool) Value { return Value{t: c.e.st[sysBoolean], node: b} }
-func (c *evalCtx) str(s string) Value   { return Value{t: c.e.st[sysString], node: s} }
+
+// boolColl returns a shared one-item collection; collections are never modified in place.
+func (c *evalCtx) boolColl(b bool) Collection {
+	if b {
+		return c.e.trueColl
+	}
+	return c.e.falseColl
+}
+func (c *evalCtx) str(s string) Value { return Value{t: c.e.st[sysString], node: s} }
 func (c *evalCtx) integer(i int64) Value {
 	return Value{t: c.e.st[sysInteger], node: i}
 }

@@ -74,20 +74,17 @@ func fnIs(c *evalCtx, n *funcNode, in, _ Collection) (Collection, error) {
 	if len(in) > 1 {
 		return nil, errorf("is() on a collection of %d items", len(in))
 	}
-	return Collection{c.boolean(n.spec.matches(in[0]))}, nil
+	return c.boolColl(n.spec.matches(in[0])), nil
 }
 
-func fnAs(_ *evalCtx, n *funcNode, in, _ Collection) (Collection, error) {
-	if len(in) == 0 {
-		return nil, nil
-	}
-	if len(in) > 1 {
+// fnAs is the function form of 'as'. The specification makes a collection of more than one
+// item an error, but FHIR's own invariants rely on it filtering (dom-3 uses
+// descendants().as(canonical)), so it behaves as ofType() unless evaluation is Strict.
+func fnAs(c *evalCtx, n *funcNode, in, focus Collection) (Collection, error) {
+	if len(in) > 1 && c.cfg.strict {
 		return nil, errorf("as() on a collection of %d items", len(in))
 	}
-	if n.spec.castable(in[0]) {
-		return in, nil
-	}
-	return nil, nil
+	return fnOfType(c, n, in, focus)
 }
 
 func fnNow(c *evalCtx, _ *funcNode, _, _ Collection) (Collection, error) {
@@ -125,7 +122,7 @@ func fnExtension(c *evalCtx, n *funcNode, in, focus Collection) (Collection, err
 
 func fnHasValue(c *evalCtx, _ *funcNode, in, _ Collection) (Collection, error) {
 	ok := len(in) == 1 && in[0].t.ns == NamespaceFHIR && in[0].IsPrimitive() && in[0].node != nil
-	return Collection{c.boolean(ok)}, nil
+	return c.boolColl(ok), nil
 }
 
 func fnGetValue(c *evalCtx, _ *funcNode, in, _ Collection) (Collection, error) {
@@ -162,8 +159,8 @@ func fnResolve(c *evalCtx, _ *funcNode, in, _ Collection) (Collection, error) {
 
 func (c *evalCtx) resolveRef(ref string) (map[string]any, bool) {
 	var root map[string]any
-	if len(c.root) == 1 {
-		root, _ = c.root[0].node.(map[string]any)
+	if len(c.resource) == 1 {
+		root, _ = c.resource[0].node.(map[string]any)
 	}
 	if strings.HasPrefix(ref, "#") {
 		if root == nil {
@@ -295,13 +292,13 @@ func fnMemberOf(c *evalCtx, n *funcNode, in, focus Collection) (Collection, erro
 		}
 		anyKnown = true
 		if member {
-			return Collection{c.boolean(true)}, nil
+			return c.boolColl(true), nil
 		}
 	}
 	if !anyKnown {
 		return nil, nil
 	}
-	return Collection{c.boolean(false)}, nil
+	return c.boolColl(false), nil
 }
 
 // fnHTMLChecks checks narrative XHTML: well-formed, a div root, and none of the elements
@@ -315,9 +312,9 @@ func fnHTMLChecks(c *evalCtx, _ *funcNode, in, _ Collection) (Collection, error)
 	}
 	s, ok := in[0].node.(string)
 	if !ok {
-		return Collection{c.boolean(false)}, nil
+		return c.boolColl(false), nil
 	}
-	return Collection{c.boolean(checkXHTML(s))}, nil
+	return c.boolColl(checkXHTML(s)), nil
 }
 
 func checkXHTML(s string) bool {
@@ -375,7 +372,7 @@ func fnConformsTo(c *evalCtx, n *funcNode, in, focus Collection) (Collection, er
 	const core = "http://hl7.org/fhir/StructureDefinition/"
 	if name, ok := strings.CutPrefix(url, core); ok {
 		if _, known := c.e.types[name]; known {
-			return Collection{c.boolean(v.t.mt != nil && v.t.mt.Is(name))}, nil
+			return c.boolColl(v.t.mt != nil && v.t.mt.Is(name)), nil
 		}
 	}
 	if c.cfg.profile != nil {
@@ -384,7 +381,7 @@ func fnConformsTo(c *evalCtx, n *funcNode, in, focus Collection) (Collection, er
 		if err != nil {
 			return nil, errorf("conformsTo(%s): %v", url, err)
 		}
-		return Collection{c.boolean(ok)}, nil
+		return c.boolColl(ok), nil
 	}
 	return nil, errorf("conformsTo(): unknown profile %s", url)
 }

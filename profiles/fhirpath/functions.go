@@ -36,6 +36,15 @@ func lookupFunc(name string) *funcDef {
 		return d(1, 1, fnSubsetOf(true))
 	case "count":
 		return d(0, 0, fnCount)
+	// aggregates (FHIRPath 3.0, trial use)
+	case "sum":
+		return d(0, 0, fnSum)
+	case "avg":
+		return d(0, 0, fnAvg)
+	case "min":
+		return d(0, 0, fnMinMax(false))
+	case "max":
+		return d(0, 0, fnMinMax(true))
 	case "distinct":
 		return d(0, 0, fnDistinct)
 	case "isDistinct":
@@ -246,12 +255,12 @@ func (c *evalCtx) lambda(n *funcNode, i int, in Collection, f func(idx int, item
 }
 
 func fnEmpty(c *evalCtx, _ *funcNode, in, _ Collection) (Collection, error) {
-	return Collection{c.boolean(len(in) == 0)}, nil
+	return c.boolColl(len(in) == 0), nil
 }
 
 func fnExists(c *evalCtx, n *funcNode, in, _ Collection) (Collection, error) {
 	if len(n.args) == 0 {
-		return Collection{c.boolean(len(in) > 0)}, nil
+		return c.boolColl(len(in) > 0), nil
 	}
 	found := false
 	err := c.lambda(n, 0, in, func(_ int, _ Value, res Collection) (bool, error) {
@@ -265,7 +274,7 @@ func fnExists(c *evalCtx, n *funcNode, in, _ Collection) (Collection, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Collection{c.boolean(found)}, nil
+	return c.boolColl(found), nil
 }
 
 func fnAll(c *evalCtx, n *funcNode, in, _ Collection) (Collection, error) {
@@ -284,7 +293,7 @@ func fnAll(c *evalCtx, n *funcNode, in, _ Collection) (Collection, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Collection{c.boolean(all)}, nil
+	return c.boolColl(all), nil
 }
 
 // boolAggregate builds allTrue (all, true), anyTrue (!all, true), allFalse, anyFalse.
@@ -303,7 +312,7 @@ func boolAggregate(all, want bool) fnImpl {
 				res = true
 			}
 		}
-		return Collection{c.boolean(res)}, nil
+		return c.boolColl(res), nil
 	}
 }
 
@@ -319,10 +328,10 @@ func fnSubsetOf(super bool) fnImpl {
 		}
 		for _, v := range a {
 			if !containsItem(b, v) {
-				return Collection{c.boolean(false)}, nil
+				return c.boolColl(false), nil
 			}
 		}
-		return Collection{c.boolean(true)}, nil
+		return c.boolColl(true), nil
 	}
 }
 
@@ -345,7 +354,7 @@ func fnDistinct(_ *evalCtx, _ *funcNode, in, _ Collection) (Collection, error) {
 }
 
 func fnIsDistinct(c *evalCtx, _ *funcNode, in, _ Collection) (Collection, error) {
-	return Collection{c.boolean(len(distinct(in)) == len(in))}, nil
+	return c.boolColl(len(distinct(in)) == len(in)), nil
 }
 
 func fnWhere(c *evalCtx, n *funcNode, in, _ Collection) (Collection, error) {
@@ -550,7 +559,7 @@ func fnNot(c *evalCtx, _ *funcNode, in, _ Collection) (Collection, error) {
 	if err != nil || !known {
 		return nil, err
 	}
-	return Collection{c.boolean(!b)}, nil
+	return c.boolColl(!b), nil
 }
 
 func fnTrace(c *evalCtx, n *funcNode, in, focus Collection) (Collection, error) {
@@ -631,28 +640,31 @@ func fnSort(c *evalCtx, n *funcNode, in, _ Collection) (Collection, error) {
 		}
 	}
 	var sortErr error
-	cmpKey := func(a, b Collection) int {
+	// cmpKey orders two keys; ok is false when one is empty, and empty keys sort first
+	// whatever the direction.
+	cmpKey := func(a, b Collection) (int, bool) {
 		switch {
 		case len(a) == 0 && len(b) == 0:
-			return 0
+			return 0, false
 		case len(a) == 0:
-			return -1
+			return -1, false
 		case len(b) == 0:
-			return 1
+			return 1, false
 		}
 		r, _, err := compareItems(a[0], b[0])
 		if err != nil && sortErr == nil {
 			sortErr = err
 		}
-		return r
+		return r, true
 	}
 	sort.SliceStable(items, func(i, j int) bool {
 		if len(exprs) == 0 {
-			return cmpKey(Collection{items[i].v}, Collection{items[j].v}) < 0
+			r, _ := cmpKey(Collection{items[i].v}, Collection{items[j].v})
+			return r < 0
 		}
 		for k := range exprs {
-			r := cmpKey(items[i].keys[k], items[j].keys[k])
-			if desc[k] {
+			r, both := cmpKey(items[i].keys[k], items[j].keys[k])
+			if desc[k] && both {
 				r = -r
 			}
 			if r != 0 {
@@ -669,4 +681,56 @@ func fnSort(c *evalCtx, n *funcNode, in, _ Collection) (Collection, error) {
 		out[i] = items[i].v
 	}
 	return out, nil
+}
+
+// fnSum adds numbers or quantities; the sum of nothing is 0.
+func fnSum(c *evalCtx, _ *funcNode, in, _ Collection) (Collection, error) {
+	if len(in) == 0 {
+		return Collection{c.integer(0)}, nil
+	}
+	acc := in[:1]
+	for _, v := range in[1:] {
+		r, err := c.arith("+", acc[0], v)
+		if err != nil {
+			return nil, err
+		}
+		if len(r) == 0 {
+			return nil, nil
+		}
+		acc = r
+	}
+	return acc, nil
+}
+
+func fnAvg(c *evalCtx, n *funcNode, in, focus Collection) (Collection, error) {
+	if len(in) == 0 {
+		return nil, nil
+	}
+	s, err := fnSum(c, n, in, focus)
+	if err != nil || len(s) == 0 {
+		return nil, err
+	}
+	return c.arith("/", s[0], c.integer(int64(len(in))))
+}
+
+func fnMinMax(max bool) fnImpl {
+	return func(_ *evalCtx, _ *funcNode, in, _ Collection) (Collection, error) {
+		if len(in) == 0 {
+			return nil, nil
+		}
+		best := in[0]
+		for _, v := range in[1:] {
+			r, known, err := compareItems(v, best)
+			if err != nil {
+				return nil, err
+			}
+			if !known {
+				return nil, nil
+			}
+			if (max && r > 0) || (!max && r < 0) {
+				best = v
+			}
+		}
+		return Collection{best}, nil
+	}
 }

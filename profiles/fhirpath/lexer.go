@@ -235,7 +235,11 @@ func lexQuoted(src string, i int, q byte) (string, int, error) {
 		b.WriteByte(c)
 		i++
 	}
-	return "", 0, newSyntaxError(src, start, "unterminated %s", map[byte]string{'\'': "string", '`': "identifier"}[q])
+	what := "string"
+	if q == '`' {
+		what = "identifier"
+	}
+	return "", 0, newSyntaxError(src, start, "unterminated %s", what)
 }
 
 func lexDateTime(src string, i int) (token, int, error) {

@@ -285,5 +285,5 @@ func fnComparable(c *evalCtx, n *funcNode, in, focus Collection) (Collection, er
 	if !ok1 || !ok2 {
 		return nil, errorf("comparable() needs quantities")
 	}
-	return Collection{c.boolean(comparableUnits(qa, qb))}, nil
+	return c.boolColl(comparableUnits(qa, qb)), nil
 }

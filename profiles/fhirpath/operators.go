@@ -34,9 +34,9 @@ func (n *binaryNode) eval(c *evalCtx, focus Collection) (Collection, error) {
 		if t == triUnknown {
 			return nil, nil
 		}
-		return Collection{c.boolean((t == triTrue) == (n.op == "="))}, nil
+		return c.boolColl((t == triTrue) == (n.op == "=")), nil
 	case "~", "!~":
-		return Collection{c.boolean(equivalentCollections(l, r) == (n.op == "~"))}, nil
+		return c.boolColl(equivalentCollections(l, r) == (n.op == "~")), nil
 	case "<", "<=", ">", ">=":
 		return c.order(n.op, l, r)
 	case "in":
@@ -113,7 +113,7 @@ func (c *evalCtx) order(op string, l, r Collection) (Collection, error) {
 	default:
 		b = cmp >= 0
 	}
-	return Collection{c.boolean(b)}, nil
+	return c.boolColl(b), nil
 }
 
 // membership implements "item in collection".
@@ -126,10 +126,10 @@ func (c *evalCtx) membership(item, coll Collection) (Collection, error) {
 	}
 	for _, v := range coll {
 		if equalItems(item[0], v) == triTrue {
-			return Collection{c.boolean(true)}, nil
+			return c.boolColl(true), nil
 		}
 	}
-	return Collection{c.boolean(false)}, nil
+	return c.boolColl(false), nil
 }
 
 type logicNode struct {
@@ -149,11 +149,11 @@ func (n *logicNode) eval(c *evalCtx, focus Collection) (Collection, error) {
 	// Short-circuit where the left side decides the result.
 	switch {
 	case n.op == "and" && lk && !lv:
-		return Collection{c.boolean(false)}, nil
+		return c.boolColl(false), nil
 	case n.op == "or" && lk && lv:
-		return Collection{c.boolean(true)}, nil
+		return c.boolColl(true), nil
 	case n.op == "implies" && lk && !lv:
-		return Collection{c.boolean(true)}, nil
+		return c.boolColl(true), nil
 	}
 	rc, err := n.r.eval(c, focus)
 	if err != nil {
@@ -206,7 +206,7 @@ func (n *logicNode) eval(c *evalCtx, focus Collection) (Collection, error) {
 	if res == triUnknown {
 		return nil, nil
 	}
-	return Collection{c.boolean(res == triTrue)}, nil
+	return c.boolColl(res == triTrue), nil
 }
 
 // arith applies + - * / div mod to two single values.
@@ -313,26 +313,21 @@ func (c *evalCtx) dateArith(op string, a, b Value) (Collection, error) {
 }
 
 func (c *evalCtx) quantityArith(op string, a, b Value) (Collection, error) {
-	qa, okA := quantityOf(a)
-	qb, okB := quantityOf(b)
-	// numbers combine with quantities as dimensionless factors
-	if !okA {
-		d, ok := decimalOf(a)
-		if !ok {
-			return nil, errorf("operator '%s' cannot be applied to %s and %s", op, a.t.name, b.t.name)
-		}
-		qa, okA = &Quantity{value: d, unit: "1"}, true
+	qa, ok := asQuantityOperand(a)
+	if !ok {
+		return nil, errorf("operator '%s' cannot be applied to %s and %s", op, a.t.name, b.t.name)
 	}
-	if !okB {
-		d, ok := decimalOf(b)
-		if !ok {
-			return nil, errorf("operator '%s' cannot be applied to %s and %s", op, a.t.name, b.t.name)
-		}
-		qb, okB = &Quantity{value: d, unit: "1"}, true
+	qb, ok := asQuantityOperand(b)
+	if !ok {
+		return nil, errorf("operator '%s' cannot be applied to %s and %s", op, a.t.name, b.t.name)
 	}
-	_, _ = okA, okB
 	switch op {
 	case "+", "-":
+		// Adding absolute Celsius and Fahrenheit temperatures has no meaning, so only the
+		// same unit is allowed there.
+		if (isAffineUnit(qa.unit) || isAffineUnit(qb.unit)) && qa.unit != qb.unit {
+			return nil, nil
+		}
 		bv, ok := qb.convertTo(qa)
 		if !ok {
 			return nil, nil
@@ -358,4 +353,19 @@ func (c *evalCtx) quantityArith(op string, a, b Value) (Collection, error) {
 		return Collection{c.quantity(&Quantity{value: v, unit: unit})}, nil
 	}
 	return nil, errorf("operator '%s' cannot be applied to quantities", op)
+}
+
+// asQuantityOperand reads a quantity, or a number as a dimensionless quantity.
+func asQuantityOperand(v Value) (*Quantity, bool) {
+	if q, ok := quantityOf(v); ok {
+		return q, true
+	}
+	if v.t.sys != sysInteger && v.t.sys != sysDecimal {
+		return nil, false
+	}
+	d, ok := decimalOf(v)
+	if !ok {
+		return nil, false
+	}
+	return &Quantity{value: d, unit: "1"}, true
 }

@@ -77,8 +77,11 @@ func (q *Quantity) durationUnit() (string, bool) {
 		u, ok := calendarUnit(q.unit)
 		return u, ok
 	}
-	u := calendarForUCUM(q.unit)
-	return u, u != ""
+	if u := calendarForUCUM(q.unit); u != "" {
+		return u, true
+	}
+	// A calendar word in quotes ('month') is read as the calendar unit.
+	return calendarUnit(q.unit)
 }
 
 func (q *Quantity) String() string {
@@ -129,6 +132,9 @@ func (q *Quantity) convertTo(other *Quantity) (decimal, bool) {
 	if q.calendar == other.calendar && q.unit == other.unit {
 		return q.value, true
 	}
+	if !q.calendar && !other.calendar && (isAffineUnit(q.unit) || isAffineUnit(other.unit)) {
+		return convertTemperature(q.value, q.unit, other.unit)
+	}
 	a, da, ok1 := q.canonical()
 	b, db, ok2 := (&Quantity{value: decimalFromInt(1), unit: other.unit, calendar: other.calendar}).canonical()
 	if !ok1 || !ok2 || da != db || b.Sign() == 0 {
@@ -136,6 +142,51 @@ func (q *Quantity) convertTo(other *Quantity) (decimal, bool) {
 	}
 	r := new(big.Rat).Quo(a, b)
 	return decimal{r: r, scale: q.value.scale}, true
+}
+
+// Celsius and Fahrenheit are offset from kelvin, not just scaled, so they are converted
+// through kelvin on their own and are not allowed inside compound units. Each maps a value v
+// to kelvin as (v + offset) * scale.
+func affineUnit(code string) (offset, scale *big.Rat, ok bool) {
+	switch code {
+	case "Cel":
+		return big.NewRat(27315, 100), big.NewRat(1, 1), true
+	case "[degF]":
+		return big.NewRat(45967, 100), big.NewRat(5, 9), true
+	}
+	return nil, nil, false
+}
+
+func isAffineUnit(code string) bool {
+	_, _, ok := affineUnit(code)
+	return ok
+}
+
+// temperatureScale gives the offset and scale to kelvin of a Celsius or Fahrenheit code, or
+// of a plain temperature unit such as K or mK.
+func temperatureScale(code string) (offset, scale *big.Rat, ok bool) {
+	if offset, scale, ok := affineUnit(code); ok {
+		return offset, scale, true
+	}
+	f, d, ok := parseUCUM(code)
+	if !ok || d != (dims{dimTemp: 1}) {
+		return nil, nil, false
+	}
+	return new(big.Rat), f, true
+}
+
+// convertTemperature expresses v (in unit from) in unit to, through kelvin.
+func convertTemperature(v decimal, from, to string) (decimal, bool) {
+	offA, scaleA, ok1 := temperatureScale(from)
+	offB, scaleB, ok2 := temperatureScale(to)
+	if !ok1 || !ok2 {
+		return decimal{}, false
+	}
+	k := new(big.Rat).Add(v.r, offA)
+	k.Mul(k, scaleA)
+	r := k.Quo(k, scaleB)
+	r.Sub(r, offB)
+	return decimal{r: r, scale: v.scale}, true
 }
 
 // compareQuantities orders two quantities; ok is false when the units are not comparable.

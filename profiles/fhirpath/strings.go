@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"html"
 	"regexp"
 	"strings"
@@ -53,7 +54,7 @@ func stringPredicate(f func(s, arg string) bool) fnImpl {
 		if err != nil || !ok {
 			return nil, err
 		}
-		return Collection{c.boolean(f(s, a))}, nil
+		return c.boolColl(f(s, a)), nil
 	}
 }
 
@@ -179,7 +180,7 @@ func fnMatches(full bool) fnImpl {
 		if err != nil {
 			return nil, err
 		}
-		return Collection{c.boolean(re.MatchString(s))}, nil
+		return c.boolColl(re.MatchString(s)), nil
 	}
 }
 
@@ -327,12 +328,54 @@ func fnEscape(escape bool) fnImpl {
 			out := strings.TrimSuffix(b.String(), "\n")
 			return Collection{c.str(out[1 : len(out)-1])}, nil
 		case format == "json":
-			var out string
-			if err := json.Unmarshal([]byte(`"`+s+`"`), &out); err != nil {
+			out, ok := unescapeJSON(s)
+			if !ok {
 				return nil, nil
 			}
 			return Collection{c.str(out)}, nil
 		}
 		return nil, errorf("unknown escape format %q", format)
 	}
+}
+
+// unescapeJSON resolves the escapes of a JSON string body; unescaped quotes are kept.
+func unescapeJSON(s string) (string, bool) {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' {
+			b.WriteByte(s[i])
+			continue
+		}
+		if i+1 >= len(s) {
+			return "", false
+		}
+		i++
+		switch s[i] {
+		case '"', '\\', '/':
+			b.WriteByte(s[i])
+		case 'b':
+			b.WriteByte('\b')
+		case 'f':
+			b.WriteByte('\f')
+		case 'n':
+			b.WriteByte('\n')
+		case 'r':
+			b.WriteByte('\r')
+		case 't':
+			b.WriteByte('\t')
+		case 'u':
+			if i+4 >= len(s) {
+				return "", false
+			}
+			var r rune
+			if _, err := fmt.Sscanf(s[i+1:i+5], "%04x", &r); err != nil {
+				return "", false
+			}
+			b.WriteRune(r)
+			i += 4
+		default:
+			return "", false
+		}
+	}
+	return b.String(), true
 }

@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/hjbroker/hjbroker/profiles/r4model"
 )
 
 // The official FHIRPath R4 test suite lives outside the module (HL7, Apache-2.0); see
@@ -85,6 +87,7 @@ func readSkipList(t *testing.T) map[string]string {
 }
 
 func TestOfficialSuite(t *testing.T) {
+	e := NewEngine(r4model.Load())
 	dir := suiteDir(t)
 	raw, err := os.ReadFile(filepath.Join(dir, "tests-fhir-r4.xml"))
 	if os.IsNotExist(err) {
@@ -132,7 +135,7 @@ func TestOfficialSuite(t *testing.T) {
 			}
 			seen[name] = true
 			total++
-			failure := runSuiteTest(tc, loadInput(tc.InputFile))
+			failure := runSuiteTest(e, tc, loadInput(tc.InputFile))
 			reason, skipped := skip[name]
 			switch {
 			case failure == "":
@@ -165,14 +168,14 @@ func TestOfficialSuite(t *testing.T) {
 }
 
 // runSuiteTest returns "" when the test passes, or what went wrong.
-func runSuiteTest(tc suiteTest, input any) (failure string) {
+func runSuiteTest(e *Engine, tc suiteTest, input any) (failure string) {
 	defer func() {
 		if r := recover(); r != nil {
 			failure = fmt.Sprintf("panic: %v", r)
 		}
 	}()
 	invalid := tc.Expression.Invalid
-	expr, err := Compile(tc.Expression.Text)
+	expr, err := e.Compile(tc.Expression.Text)
 	if err != nil {
 		if invalid == "" {
 			return "compile error: " + err.Error()
@@ -202,7 +205,7 @@ func runSuiteTest(tc suiteTest, input any) (failure string) {
 		return fmt.Sprintf("expected a %s error, got %s", invalid, renderCollection(got))
 	}
 	if tc.Predicate == "true" {
-		got = Collection{{t: DefaultEngine().st[sysBoolean], node: len(got) > 0}}
+		got = Collection{{t: e.st[sysBoolean], node: len(got) > 0}}
 	}
 	if len(got) != len(tc.Outputs) {
 		return fmt.Sprintf("expected %d results %v, got %s", len(tc.Outputs), tc.Outputs, renderCollection(got))

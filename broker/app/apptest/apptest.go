@@ -21,7 +21,34 @@ type Server struct {
 	*httptest.Server
 	Node *app.Node
 	Base string // .../fhir
-	t    testing.TB
+	// As is the client whose token Do sends by default ("operator", who may do anything);
+	// a request with its own Authorization header (even empty) sends that instead.
+	As     string
+	t      testing.TB
+	tokens map[string]string
+}
+
+// Token returns an access token for a configured client, minted once per server.
+func (s *Server) Token(client string) string {
+	s.t.Helper()
+	if tok, ok := s.tokens[client]; ok {
+		return tok
+	}
+	tok, err := s.Node.Token(context.Background(), client)
+	if err != nil {
+		s.t.Fatalf("minting a token for %s: %v", client, err)
+	}
+	if s.tokens == nil {
+		s.tokens = map[string]string{}
+	}
+	s.tokens[client] = tok
+	return tok
+}
+
+// DoAs sends a request with client's token.
+func (s *Server) DoAs(client, method, path string, body any, headers ...string) *Result {
+	s.t.Helper()
+	return s.Do(method, path, body, append([]string{"Authorization: Bearer " + s.Token(client)}, headers...)...)
 }
 
 // Start runs a node on backend b until the test ends.
@@ -90,9 +117,24 @@ func (s *Server) Do(method, path string, body any, headers ...string) *Result {
 	if isJSON {
 		req.Header.Set("Content-Type", "application/fhir+json")
 	}
+	explicitAuth := false
 	for _, h := range headers {
 		k, v, _ := strings.Cut(h, ":")
-		req.Header.Set(strings.TrimSpace(k), strings.TrimSpace(v))
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if strings.EqualFold(k, "Authorization") {
+			explicitAuth = true
+			if v == "" {
+				continue
+			}
+		}
+		req.Header.Set(k, v)
+	}
+	if !explicitAuth && strings.HasPrefix(u, s.URL) {
+		as := s.As
+		if as == "" {
+			as = "operator"
+		}
+		req.Header.Set("Authorization", "Bearer "+s.Token(as))
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -1,0 +1,391 @@
+package app_test
+
+// Benchmarks of the embedded (SQLite) node through its HTTP handler, so the numbers include
+// routing, media-type checks, JSON encoding and metrics, as a client sees them. They are slow
+// (the read benchmarks seed 100,000 resources once and cache the data directory), so they skip
+// under -short. docs/benchmarks.md records results and how to reproduce them.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hjbroker/hjbroker/broker/app"
+	"github.com/hjbroker/hjbroker/broker/engine"
+)
+
+const (
+	// benchSeedVersion and app.Version key the cached seed directory; change it when the
+	// generated resources change so a stale cache is not reused.
+	benchSeedVersion   = "v1"
+	benchSeedResources = 100_000
+	benchSeedBundle    = 100
+	// benchObsPerPatient Observations follow each Patient in a seed Bundle.
+	benchObsPerPatient = 4
+	benchIDSystem      = "https://hjbroker.example/Id/bench"
+	benchReadConns     = 50
+)
+
+// benchBundle builds one transaction Bundle of n entries: Patients, each followed by up to
+// benchObsPerPatient Observations that reference it by urn:uuid. Identifier values start with
+// tag so every Bundle is distinct.
+func benchBundle(tag string, n int) []byte {
+	entries := make([]any, 0, n)
+	var patient string
+	for i := 0; len(entries) < n; i++ {
+		if i%(benchObsPerPatient+1) == 0 {
+			patient = fmt.Sprintf("urn:uuid:%s", benchUUID(tag, i))
+			entries = append(entries, map[string]any{
+				"fullUrl": patient,
+				"resource": map[string]any{
+					"resourceType": "Patient",
+					"identifier":   []any{map[string]any{"system": benchIDSystem, "value": fmt.Sprintf("%s-p%d", tag, i)}},
+					"name":         []any{map[string]any{"family": "Bench", "given": []any{fmt.Sprintf("P%d", i)}}},
+					"gender":       []string{"male", "female"}[i%2],
+					"birthDate":    fmt.Sprintf("19%02d-%02d-%02d", 40+i%60, 1+i%12, 1+i%28),
+				},
+				"request": map[string]any{"method": "POST", "url": "Patient"},
+			})
+			continue
+		}
+		entries = append(entries, map[string]any{
+			"fullUrl": "urn:uuid:" + benchUUID(tag, i),
+			"resource": map[string]any{
+				"resourceType": "Observation",
+				"status":       "final",
+				"identifier":   []any{map[string]any{"system": benchIDSystem, "value": fmt.Sprintf("%s-o%d", tag, i)}},
+				"code": map[string]any{"coding": []any{map[string]any{
+					"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}}},
+				"subject":           map[string]any{"reference": patient},
+				"effectiveDateTime": fmt.Sprintf("2025-%02d-%02dT10:%02d:00Z", 1+i%12, 1+i%28, i%60),
+				"valueQuantity": map[string]any{"value": 60 + i%40, "unit": "beats/minute",
+					"system": "http://unitsofmeasure.org", "code": "/min"},
+			},
+			"request": map[string]any{"method": "POST", "url": "Observation"},
+		})
+	}
+	raw, err := json.Marshal(map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": entries})
+	if err != nil {
+		panic(err)
+	}
+	return raw
+}
+
+// benchUUID makes a syntactically valid, unique-per-(tag, i) UUID for fullUrls.
+func benchUUID(tag string, i int) string {
+	var h uint64 = 14695981039346656037
+	for _, c := range []byte(tag) {
+		h = (h ^ uint64(c)) * 1099511628211
+	}
+	return fmt.Sprintf("%08x-%04x-4%03x-8%03x-%012x", uint32(h), uint16(h>>32), i>>12&0xfff, i&0xfff, h>>16&0xffffffffffff)
+}
+
+// benchSeed is a cached store of benchSeedResources resources and the ids needed to query it.
+type benchSeed struct {
+	DataDir     string   `json:"-"`
+	Patients    []string `json:"patients"`    // Patient ids
+	Identifiers []string `json:"identifiers"` // Patient identifier values, same order
+	Resources   int      `json:"resources"`
+}
+
+// benchSeedStore returns the cached seeded store, building it on first use (about a minute).
+func benchSeedStore(b *testing.B) benchSeed {
+	b.Helper()
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("hjbroker-bench-%s-%s-%d", app.Version, benchSeedVersion, benchSeedResources))
+	manifest := filepath.Join(dir, "seed.json")
+	if raw, err := os.ReadFile(manifest); err == nil {
+		var s benchSeed
+		if err := json.Unmarshal(raw, &s); err == nil && s.Resources == benchSeedResources {
+			s.DataDir = filepath.Join(dir, "data")
+			return s
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		b.Fatal(err)
+	}
+	s := benchSeed{DataDir: filepath.Join(dir, "data")}
+	ctx := context.Background()
+	node, err := app.New(ctx, app.Config{DataDir: s.DataDir})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer node.Close()
+	start := time.Now()
+	for n := 0; n < benchSeedResources/benchSeedBundle; n++ {
+		tag := fmt.Sprintf("seed%d", n)
+		resp := node.Engine.Handle(ctx, &engine.Request{
+			Method: http.MethodPost,
+			Header: http.Header{"Content-Type": {"application/fhir+json"}},
+			Body:   benchBundle(tag, benchSeedBundle),
+			Base:   "http://bench/fhir",
+		})
+		if resp.Status != http.StatusOK {
+			b.Fatalf("seed bundle %d: status %d: %v", n, resp.Status, resp.Resource)
+		}
+		entries, _ := resp.Resource["entry"].([]any)
+		for i, e := range entries {
+			loc, _ := e.(map[string]any)["response"].(map[string]any)["location"].(string)
+			if id, ok := strings.CutPrefix(loc, "Patient/"); ok {
+				id, _, _ = strings.Cut(id, "/")
+				s.Patients = append(s.Patients, id)
+				s.Identifiers = append(s.Identifiers, fmt.Sprintf("%s-p%d", tag, i))
+			}
+		}
+		s.Resources += len(entries)
+	}
+	b.Logf("seeded %d resources (%d patients) in %s", s.Resources, len(s.Patients), time.Since(start).Round(time.Second))
+	raw, err := json.Marshal(s)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The manifest is written last: its presence marks a complete seed.
+	if err := os.WriteFile(manifest, raw, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+// benchServer serves a node on dataDir over loopback HTTP until the benchmark ends.
+func benchServer(b *testing.B, dataDir string) (base string, client *http.Client) {
+	b.Helper()
+	node, err := app.New(context.Background(), app.Config{DataDir: dataDir})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ts := httptest.NewServer(node.Handler)
+	tr := &http.Transport{MaxIdleConnsPerHost: benchReadConns * 2, MaxConnsPerHost: benchReadConns * 2}
+	b.Cleanup(func() {
+		tr.CloseIdleConnections()
+		ts.Close()
+		node.Close()
+	})
+	return ts.URL + "/fhir", &http.Client{Transport: tr, Timeout: time.Minute}
+}
+
+// benchDo sends one request and drains the body; it returns the status and the body.
+func benchDo(client *http.Client, method, url string, body []byte) (int, []byte, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Accept", "application/fhir+json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/fhir+json")
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, raw, err
+}
+
+// benchLatencies collects per-request durations from parallel goroutines.
+type benchLatencies struct {
+	mu  sync.Mutex
+	all []time.Duration
+}
+
+func (l *benchLatencies) add(d []time.Duration) {
+	l.mu.Lock()
+	l.all = append(l.all, d...)
+	l.mu.Unlock()
+}
+
+// report adds p50/p99 latency (ms) and requests/s to the benchmark output.
+func (l *benchLatencies) report(b *testing.B) {
+	if len(l.all) == 0 {
+		return
+	}
+	sort.Slice(l.all, func(i, j int) bool { return l.all[i] < l.all[j] })
+	q := func(p float64) float64 {
+		return float64(l.all[int(p*float64(len(l.all)-1))]) / float64(time.Millisecond)
+	}
+	b.ReportMetric(q(0.50), "p50-ms")
+	b.ReportMetric(q(0.99), "p99-ms")
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+}
+
+// benchRun runs fn from conns concurrent clients (closed loop: each sends its next request
+// when the last one is answered) and reports latency percentiles. fn gets a distinct
+// sequence number per request.
+func benchRun(b *testing.B, conns int, fn func(seq int) error) {
+	b.Helper()
+	var lat benchLatencies
+	var seq atomic.Int64
+	var failed atomic.Value
+	one := func(local []time.Duration) []time.Duration {
+		t := time.Now()
+		if err := fn(int(seq.Add(1))); err != nil {
+			failed.CompareAndSwap(nil, err)
+		}
+		return append(local, time.Since(t))
+	}
+	b.ResetTimer()
+	if conns == 1 {
+		local := make([]time.Duration, 0, b.N)
+		for range b.N {
+			local = one(local)
+		}
+		lat.add(local)
+	} else {
+		procs := runtime.GOMAXPROCS(0)
+		b.SetParallelism((conns + procs - 1) / procs)
+		b.RunParallel(func(pb *testing.PB) {
+			local := make([]time.Duration, 0, 1024)
+			for pb.Next() {
+				local = one(local)
+			}
+			lat.add(local)
+		})
+	}
+	b.StopTimer()
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatal(err)
+	}
+	lat.report(b)
+}
+
+// benchForConns runs a benchmark once per client concurrency as sub-benchmarks "conns=N".
+func benchForConns(b *testing.B, conns []int, fn func(b *testing.B, conns int)) {
+	for _, c := range conns {
+		b.Run(fmt.Sprintf("conns=%d", c), func(b *testing.B) { fn(b, c) })
+	}
+}
+
+func benchSkipShort(b *testing.B) {
+	if testing.Short() {
+		b.Skip("benchmark skipped under -short")
+	}
+}
+
+func BenchmarkTransaction2(b *testing.B)   { benchTransaction(b, 2) }
+func BenchmarkTransaction100(b *testing.B) { benchTransaction(b, 100) }
+
+// benchTransaction posts transaction Bundles of size entries from 2×GOMAXPROCS concurrent clients
+// to a fresh store and reports resources ingested per second.
+func benchTransaction(b *testing.B, size int) {
+	benchSkipShort(b)
+	base, client := benchServer(b, b.TempDir())
+	run := fmt.Sprintf("tx%d-%d", size, time.Now().UnixNano())
+	bundles := make(chan []byte, 8)
+	stop := make(chan struct{})
+	defer close(stop)
+	// Bundles are built off the clock by a producer, so encoding them is not measured.
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case bundles <- benchBundle(fmt.Sprintf("%s-%d", run, i), size):
+			case <-stop:
+				return
+			}
+		}
+	}()
+	var failed atomic.Value
+	b.SetParallelism(2)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			status, body, err := benchDo(client, http.MethodPost, base, <-bundles)
+			if err == nil && status != http.StatusOK {
+				err = fmt.Errorf("transaction: status %d: %.300s", status, body)
+			}
+			if err != nil {
+				failed.CompareAndSwap(nil, err)
+			}
+		}
+	})
+	b.StopTimer()
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "resources/s")
+}
+
+func BenchmarkReadByID(b *testing.B) {
+	benchSkipShort(b)
+	s := benchSeedStore(b)
+	base, client := benchServer(b, s.DataDir)
+	benchRun(b, benchReadConns, func(seq int) error {
+		id := s.Patients[seq%len(s.Patients)]
+		status, body, err := benchDo(client, http.MethodGet, base+"/Patient/"+id, nil)
+		if err == nil && status != http.StatusOK {
+			err = fmt.Errorf("read Patient/%s: status %d: %.300s", id, status, body)
+		}
+		return err
+	})
+}
+
+// Searches run alone (conns=1: the latency of one query) and under benchReadConns clients.
+var benchSearchConns = []int{1, benchReadConns}
+
+func BenchmarkSearchIdentifier(b *testing.B) {
+	benchSkipShort(b)
+	s := benchSeedStore(b)
+	base, client := benchServer(b, s.DataDir)
+	benchCheckTotal(b, client, base+"/Patient?identifier="+benchIDSystem+"|"+s.Identifiers[0], 1)
+	benchForConns(b, benchSearchConns, func(b *testing.B, conns int) {
+		benchRun(b, conns, func(seq int) error {
+			v := s.Identifiers[seq%len(s.Identifiers)]
+			status, body, err := benchDo(client, http.MethodGet, base+"/Patient?identifier="+benchIDSystem+"|"+v, nil)
+			if err == nil && status != http.StatusOK {
+				err = fmt.Errorf("search identifier %s: status %d: %.300s", v, status, body)
+			}
+			return err
+		})
+	})
+}
+
+func BenchmarkSearchByPatient(b *testing.B) {
+	benchSkipShort(b)
+	s := benchSeedStore(b)
+	base, client := benchServer(b, s.DataDir)
+	benchCheckTotal(b, client, base+"/Observation?subject=Patient/"+s.Patients[0], benchObsPerPatient)
+	benchForConns(b, benchSearchConns, func(b *testing.B, conns int) {
+		benchRun(b, conns, func(seq int) error {
+			id := s.Patients[seq%len(s.Patients)]
+			status, body, err := benchDo(client, http.MethodGet, base+"/Observation?subject=Patient/"+id, nil)
+			if err == nil && status != http.StatusOK {
+				err = fmt.Errorf("search subject=Patient/%s: status %d: %.300s", id, status, body)
+			}
+			return err
+		})
+	})
+}
+
+// benchCheckTotal makes sure a benchmarked search finds what the seed put there, so a fast but
+// wrong query cannot pass as a result.
+func benchCheckTotal(b *testing.B, client *http.Client, url string, want int) {
+	b.Helper()
+	status, body, err := benchDo(client, http.MethodGet, url, nil)
+	if err != nil || status != http.StatusOK {
+		b.Fatalf("GET %s: %d %v %.300s", url, status, err, body)
+	}
+	var bundle struct {
+		Entry []json.RawMessage `json:"entry"`
+	}
+	if err := json.Unmarshal(body, &bundle); err != nil {
+		b.Fatal(err)
+	}
+	if len(bundle.Entry) != want {
+		b.Fatalf("GET %s: %d entries, want %d", url, len(bundle.Entry), want)
+	}
+}

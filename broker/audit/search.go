@@ -1,0 +1,97 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Filter selects audit events; zero fields do not filter.
+type Filter struct {
+	// Patient is "Patient/id" or a bare id.
+	Patient string
+	// Agency is the configured agency id.
+	Agency string
+	Client string
+	// Since is inclusive, Until exclusive.
+	Since, Until time.Time
+	Action       Action
+	// Limit defaults to DefaultLimit and is capped at MaxLimit.
+	Limit, Offset int
+}
+
+// Page limits.
+const (
+	DefaultLimit = 50
+	MaxLimit     = 1000
+)
+
+// Result is one page of a search.
+type Result struct {
+	// Total counts every matching event, not just this page.
+	Total int64
+	// Events are the AuditEvent resources, newest first, exactly as hashed.
+	Events []json.RawMessage
+}
+
+// Search returns the events matching f, newest first.
+func (t *Trail) Search(ctx context.Context, f Filter) (Result, error) {
+	var where []string
+	var args []any
+	if f.Patient != "" {
+		ref := patientRef(f.Patient)
+		if ref == "" {
+			return Result{}, fmt.Errorf("audit search: patient %q is not Patient/id", f.Patient)
+		}
+		where = append(where, `seq IN (SELECT seq FROM audit_event_patients WHERE patient = ?)`)
+		args = append(args, ref)
+	}
+	for _, c := range []struct{ col, v string }{{"agency", f.Agency}, {"client", f.Client}, {"action", string(f.Action)}} {
+		if c.v != "" {
+			where = append(where, c.col+` = ?`)
+			args = append(args, c.v)
+		}
+	}
+	if !f.Since.IsZero() {
+		where = append(where, `recorded >= ?`)
+		args = append(args, f.Since.UnixMicro())
+	}
+	if !f.Until.IsZero() {
+		where = append(where, `recorded < ?`)
+		args = append(args, f.Until.UnixMicro())
+	}
+	cond := ""
+	if len(where) > 0 {
+		cond = ` WHERE ` + strings.Join(where, ` AND `)
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = DefaultLimit
+	}
+	limit = min(limit, MaxLimit)
+	offset := max(f.Offset, 0)
+
+	var res Result
+	if err := t.db.QueryRowContext(ctx, t.rebind(`SELECT COUNT(*) FROM audit_events`+cond), args...).Scan(&res.Total); err != nil {
+		return Result{}, fmt.Errorf("audit search: counting: %w", err)
+	}
+	rows, err := t.db.QueryContext(ctx, t.rebind(`SELECT body FROM audit_events`+cond+
+		` ORDER BY recorded DESC, seq DESC LIMIT ? OFFSET ?`), append(args, limit, offset)...)
+	if err != nil {
+		return Result{}, fmt.Errorf("audit search: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var body string
+		if err := rows.Scan(&body); err != nil {
+			return Result{}, fmt.Errorf("audit search: %w", err)
+		}
+		res.Events = append(res.Events, json.RawMessage(body))
+	}
+	if err := rows.Err(); err != nil {
+		return Result{}, fmt.Errorf("audit search: %w", err)
+	}
+	return res, nil
+}

@@ -1,0 +1,249 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/hjbroker/hjbroker/broker/store"
+)
+
+// GenesisHash is the prev_hash of the first event: 32 zero bytes, in hex.
+const GenesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
+
+// Migrations returns the audit tables, for store.Options.Migrations.
+//
+// audit_events keeps the chain: hash = SHA-256(prev_hash bytes || body), where body is the
+// canonical JSON of the AuditEvent exactly as stored. audit_chain_head is a single row naming
+// the last seq and hash; every append locks it, which keeps one linear chain however many
+// broker nodes write, and lets Verify notice rows deleted from the end.
+func Migrations() []store.Migration {
+	return []store.Migration{{
+		Version: 200,
+		Name:    "audit trail",
+		Statements: func(dialect string) []string {
+			seq := "BIGINT PRIMARY KEY"
+			if dialect == "sqlite" {
+				seq = "INTEGER PRIMARY KEY" // the rowid: no second index
+			}
+			return []string{
+				`CREATE TABLE audit_chain_head (id INTEGER PRIMARY KEY, seq BIGINT NOT NULL, hash TEXT NOT NULL)`,
+				`INSERT INTO audit_chain_head (id, seq, hash) VALUES (1, 0, '` + GenesisHash + `')`,
+				`CREATE TABLE audit_events (
+					seq ` + seq + `,
+					recorded BIGINT NOT NULL,
+					action TEXT NOT NULL,
+					outcome TEXT NOT NULL,
+					client TEXT NOT NULL,
+					agency TEXT NOT NULL,
+					body TEXT NOT NULL,
+					prev_hash TEXT NOT NULL,
+					hash TEXT NOT NULL)`,
+				`CREATE INDEX audit_events_recorded ON audit_events (recorded)`,
+				`CREATE INDEX audit_events_agency ON audit_events (agency, recorded)`,
+				`CREATE INDEX audit_events_client ON audit_events (client, recorded)`,
+				`CREATE TABLE audit_event_patients (seq BIGINT NOT NULL, patient TEXT NOT NULL, PRIMARY KEY (seq, patient))`,
+				`CREATE INDEX audit_event_patients_patient ON audit_event_patients (patient, seq)`,
+			}
+		},
+	}}
+}
+
+// Database is what the trail needs from the store; *store.SQL provides it.
+type Database interface {
+	DB() *sql.DB
+	Rebind(q string) string
+	Dialect() string
+}
+
+// Trail appends to, searches and verifies the audit trail.
+type Trail struct {
+	db     *sql.DB
+	rebind func(string) string
+	pg     bool
+}
+
+// NewTrail returns the trail kept in db's database (migrated with Migrations).
+func NewTrail(db Database) *Trail {
+	return &Trail{db: db.DB(), rebind: db.Rebind, pg: db.Dialect() == "postgres"}
+}
+
+// prepared is an event rendered and ready to chain.
+type prepared struct {
+	body []byte
+	idx  indexFields
+}
+
+// prepare renders e as canonical AuditEvent JSON with a fresh id. It runs in the caller's
+// goroutine so the flusher only does database work.
+func prepare(e Event) (prepared, error) {
+	if err := e.check(); err != nil {
+		return prepared{}, err
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	ae := ToAuditEvent(e)
+	ae["id"] = uuid.NewString()
+	body, err := canonicalJSON(ae)
+	if err != nil {
+		return prepared{}, fmt.Errorf("encoding audit event: %w", err)
+	}
+	return prepared{body: body, idx: indexFields{
+		recorded: e.Time.UTC().Truncate(time.Microsecond).UnixMicro(),
+		action:   string(e.Action),
+		outcome:  outcomeCode(e),
+		client:   e.ClientID,
+		agency:   e.AgencyID,
+		patients: patientRefs(e.Patients),
+	}}, nil
+}
+
+// canonicalJSON encodes v with object keys sorted (encoding/json sorts map keys), no
+// insignificant whitespace and no HTML escaping, so equal content gives equal bytes.
+func canonicalJSON(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// chainHash is SHA-256(prev || body) with prev decoded from hex.
+func chainHash(prevHex string, body []byte) (string, error) {
+	prev, err := hex.DecodeString(prevHex)
+	if err != nil || len(prev) != sha256.Size {
+		return "", fmt.Errorf("prev_hash %q is not a SHA-256 in hex", prevHex)
+	}
+	h := sha256.New()
+	h.Write(prev)
+	h.Write(body)
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Append writes events to the chain in a transaction of its own.
+func (t *Trail) Append(ctx context.Context, events ...Event) error {
+	ps, err := prepareAll(events)
+	if err != nil {
+		return err
+	}
+	return t.appendPrepared(ctx, ps)
+}
+
+// AppendTx writes events in the caller's transaction, so they commit or roll back with the
+// data. It locks the chain head until tx ends: call it last, just before Commit.
+func (t *Trail) AppendTx(ctx context.Context, tx *sql.Tx, events ...Event) error {
+	ps, err := prepareAll(events)
+	if err != nil {
+		return err
+	}
+	return t.appendTx(ctx, tx, ps)
+}
+
+func prepareAll(events []Event) ([]prepared, error) {
+	ps := make([]prepared, 0, len(events))
+	for _, e := range events {
+		p, err := prepare(e)
+		if err != nil {
+			return nil, err
+		}
+		ps = append(ps, p)
+	}
+	return ps, nil
+}
+
+func (t *Trail) appendPrepared(ctx context.Context, ps []prepared) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	tx, err := t.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("audit: beginning transaction: %w", err)
+	}
+	if err := t.appendTx(ctx, tx, ps); err != nil {
+		tx.Rollback() //nolint:errcheck
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("audit: committing %d events: %w", len(ps), err)
+	}
+	return nil
+}
+
+// rowsPerInsert bounds a multi-row INSERT well under both backends' parameter limits.
+const rowsPerInsert = 200
+
+func (t *Trail) appendTx(ctx context.Context, tx *sql.Tx, ps []prepared) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	// The row lock orders appenders on PostgreSQL (a waiter re-reads the committed head);
+	// SQLite write transactions are already exclusive (BEGIN IMMEDIATE).
+	q := `SELECT seq, hash FROM audit_chain_head WHERE id = 1`
+	if t.pg {
+		q += ` FOR UPDATE`
+	}
+	var seq int64
+	var prev string
+	if err := tx.QueryRowContext(ctx, q).Scan(&seq, &prev); err != nil {
+		return fmt.Errorf("audit: locking chain head: %w", err)
+	}
+	type row struct {
+		seq        int64
+		prev, hash string
+		p          prepared
+	}
+	rows := make([]row, len(ps))
+	for i, p := range ps {
+		h, err := chainHash(prev, p.body)
+		if err != nil {
+			return fmt.Errorf("audit: chain head: %w", err)
+		}
+		seq++
+		rows[i] = row{seq, prev, h, p}
+		prev = h
+	}
+	var patients []any // seq, patient pairs
+	for start := 0; start < len(rows); start += rowsPerInsert {
+		chunk := rows[start:min(start+rowsPerInsert, len(rows))]
+		var sb strings.Builder
+		sb.WriteString(`INSERT INTO audit_events (seq, recorded, action, outcome, client, agency, body, prev_hash, hash) VALUES `)
+		args := make([]any, 0, len(chunk)*9)
+		for i, r := range chunk {
+			if i > 0 {
+				sb.WriteByte(',')
+			}
+			sb.WriteString(`(?,?,?,?,?,?,?,?,?)`)
+			args = append(args, r.seq, r.p.idx.recorded, r.p.idx.action, r.p.idx.outcome, r.p.idx.client, r.p.idx.agency,
+				string(r.p.body), r.prev, r.hash)
+			for _, pt := range r.p.idx.patients {
+				patients = append(patients, r.seq, pt)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, t.rebind(sb.String()), args...); err != nil {
+			return fmt.Errorf("audit: inserting events: %w", err)
+		}
+	}
+	const pairsPerInsert = 1000
+	for start := 0; start < len(patients); start += 2 * pairsPerInsert {
+		chunk := patients[start:min(start+2*pairsPerInsert, len(patients))]
+		q := `INSERT INTO audit_event_patients (seq, patient) VALUES ` + strings.TrimSuffix(strings.Repeat(`(?,?),`, len(chunk)/2), ",")
+		if _, err := tx.ExecContext(ctx, t.rebind(q), chunk...); err != nil {
+			return fmt.Errorf("audit: indexing patients: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, t.rebind(`UPDATE audit_chain_head SET seq = ?, hash = ? WHERE id = 1`), seq, prev); err != nil {
+		return fmt.Errorf("audit: moving chain head: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,310 @@
+package engine
+
+import (
+	"context"
+	"net/http"
+	"strings"
+
+	"github.com/hjbroker/hjbroker/broker/outcome"
+	"github.com/hjbroker/hjbroker/broker/search"
+	"github.com/hjbroker/hjbroker/broker/store"
+)
+
+// Access is who makes a request and why, as authentication established it. A request without
+// Access (nil) is the broker's own (CLI, internal tasks) and is not restricted.
+type Access struct {
+	ClientID   string
+	AgencyID   string
+	AgencyKind string
+	AgencyODS  string
+	// Scopes answers whether SMART scopes allow a permission (c, r, u, d, s) on a type.
+	Scopes interface {
+		Allows(resourceType string, perm byte) bool
+	}
+	// Purpose is the purpose of use (v3-ActReason) the request is made for.
+	Purpose string
+	// BreakGlass is the stated reason of an emergency override (purpose BTG).
+	BreakGlass string
+}
+
+// Discloser decides, per request, what may leave the broker.
+type Discloser interface {
+	Session(ctx context.Context, who *Access) DisclosureSession
+}
+
+// DisclosureSession decides disclosures within one request (it may cache per patient).
+type DisclosureSession interface {
+	Disclose(ctx context.Context, body []byte) (Disclosure, error)
+}
+
+// Disclosure is the decision on one stored resource.
+type Disclosure struct {
+	Permit     bool
+	Body       []byte // what to return: the stored bytes, or a redacted copy
+	Redacted   bool
+	BreakGlass bool
+	Patient    string
+	Reasons    []string
+}
+
+// requiredPermission names the SMART permission an interaction needs on a type ("*" for
+// system-level interactions).
+func requiredPermission(method string, seg []string) (typ string, perm byte, ok bool) {
+	if len(seg) == 0 {
+		if method == http.MethodGet {
+			return "*", 's', true
+		}
+		return "", 0, false // batch/transaction: checked per entry
+	}
+	if seg[0] == "metadata" || (strings.HasPrefix(seg[0], "$") && seg[0] == "$validate") {
+		return "", 0, false
+	}
+	switch seg[0] {
+	case "_history":
+		return "*", 'r', true
+	case "_search":
+		return "*", 's', true
+	}
+	typ = seg[0]
+	if len(seg) >= 2 && strings.HasPrefix(seg[len(seg)-1], "$") {
+		if seg[len(seg)-1] == "$validate" {
+			return "", 0, false // validation discloses nothing stored
+		}
+		return typ, 'r', true
+	}
+	if len(seg) == 1 || seg[1] == "_search" || (len(seg) == 2 && seg[1] == "_history") {
+		switch method {
+		case http.MethodGet, http.MethodHead:
+			if len(seg) == 2 && seg[1] == "_history" {
+				return typ, 'r', true
+			}
+			return typ, 's', true
+		case http.MethodPost:
+			if len(seg) == 2 {
+				return typ, 's', true
+			}
+			return typ, 'c', true
+		case http.MethodPut, http.MethodPatch:
+			return typ, 'u', true
+		case http.MethodDelete:
+			return typ, 'd', true
+		}
+		return typ, 'r', true
+	}
+	switch method {
+	case http.MethodPut, http.MethodPatch:
+		return typ, 'u', true
+	case http.MethodDelete:
+		return typ, 'd', true
+	}
+	return typ, 'r', true
+}
+
+// authorize checks the request's scopes before anything is read or written.
+func (e *Engine) authorize(req *Request, seg []string) error {
+	if req.Access == nil {
+		return nil
+	}
+	typ, perm, ok := requiredPermission(req.Method, seg)
+	if !ok {
+		return nil
+	}
+	return checkScope(req.Access, typ, perm)
+}
+
+func checkScope(a *Access, typ string, perm byte) error {
+	if a == nil {
+		return nil
+	}
+	if a.Scopes == nil || !a.Scopes.Allows(typ, perm) {
+		what := typ
+		if typ == "*" {
+			what = "all resource types"
+		}
+		return outcome.New(http.StatusForbidden, "forbidden", "the client's scopes do not allow %q on %s (needs system/%s.%c)", string(perm), what, typ, perm)
+	}
+	return nil
+}
+
+// session returns the request's disclosure session (one per request, so each patient's
+// Consents are read once), or nil for an unrestricted request.
+func (e *Engine) session(ctx context.Context, req *Request) DisclosureSession {
+	if req.Access == nil || e.cfg.Discloser == nil {
+		return nil
+	}
+	if req.sess == nil {
+		req.sess = e.cfg.Discloser.Session(ctx, req.Access)
+	}
+	return req.sess
+}
+
+// PatientRecorder is implemented by sessions that remember whose data they disclosed, for
+// the audit trail.
+type PatientRecorder interface {
+	Patients() []string
+	BreakGlassUsed() bool
+}
+
+// disclose filters one stored resource through the session; nil session permits everything.
+func disclose(ctx context.Context, s DisclosureSession, r *store.Resource) (*store.Resource, bool, error) {
+	if s == nil {
+		return r, true, nil
+	}
+	d, err := s.Disclose(ctx, r.Body)
+	if err != nil {
+		return nil, false, err
+	}
+	if !d.Permit {
+		return nil, false, nil
+	}
+	if d.Redacted {
+		cp := *r
+		cp.Body = d.Body
+		return &cp, true, nil
+	}
+	return r, true, nil
+}
+
+// savedSearchID names a saved result list after the client it was computed for, so no other
+// client can page through it.
+func savedSearchID(req *Request, id string) string {
+	if req.Access == nil {
+		return id
+	}
+	return req.Access.ClientID + "." + id
+}
+
+func ownsSavedSearch(req *Request, id string) bool {
+	if req.Access == nil {
+		return true
+	}
+	return strings.HasPrefix(id, req.Access.ClientID+".")
+}
+
+// visibleMatches returns every match (up to the saved-result limit) the requester may see, in
+// order, with redacted copies where the policy redacts.
+func (e *Engine) visibleMatches(ctx context.Context, r store.Reader, sq *search.Query, sess DisclosureSession) ([]*store.Resource, []int64, error) {
+	all, err := r.Search(ctx, sq, store.SearchOptions{Offset: sq.Offset, Limit: e.cfg.Limits.MaxSavedResults, KeysOnly: true})
+	if err != nil {
+		return nil, nil, err
+	}
+	const chunk = 500
+	var out []*store.Resource
+	var rids []int64
+	for i := 0; i < len(all.RIDs); i += chunk {
+		ids := all.RIDs[i:min(len(all.RIDs), i+chunk)]
+		loaded, keys, err := e.cfg.Store.ByRIDs(ctx, ids)
+		if err != nil {
+			return nil, nil, err
+		}
+		for j, res := range loaded {
+			shown, ok, err := disclose(ctx, sess, res)
+			if err != nil {
+				return nil, nil, err
+			}
+			if ok {
+				out = append(out, shown)
+				rids = append(rids, keys[j])
+			}
+		}
+	}
+	return out, rids, nil
+}
+
+// authorizeEntry checks one transaction entry's scope before anything runs.
+func (e *Engine) authorizeEntry(req *Request, en *entry) error {
+	if req.Access == nil {
+		return nil
+	}
+	path := strings.Trim(strings.SplitN(en.url, "?", 2)[0], "/")
+	var seg []string
+	if path != "" {
+		seg = strings.Split(path, "/")
+	}
+	typ, perm, ok := requiredPermission(en.method, seg)
+	if !ok {
+		return nil
+	}
+	return checkScope(req.Access, typ, perm)
+}
+
+// accessKey carries the request's Access through the context to the write path.
+type accessKey struct{}
+
+// SourcePrefix starts the meta.source the broker stamps on resources written by an agency's
+// client; the agency id follows.
+const SourcePrefix = "https://hjbroker.dev/agency/"
+
+// Operation serves a named operation or a search of a type kept outside the store.
+type Operation func(ctx context.Context, req *Request, typ, id string) (*Response, error)
+
+// OperationKey names an operation for Config.Operations: "$name" at system level,
+// "Type/$name" at type level and "Type/{id}/$name" at instance level.
+func OperationKey(typ string, instance bool, name string) string {
+	return operationKey(typ, instance, name)
+}
+
+func operationKey(typ string, instance bool, name string) string {
+	switch {
+	case typ == "":
+		return "$" + name
+	case instance:
+		return typ + "/{id}/$" + name
+	}
+	return typ + "/$" + name
+}
+
+// runChecks applies the configured extra checks to a resource about to be written.
+func (e *Engine) runChecks(typ string, res map[string]any, at string) error {
+	var issues []outcome.Issue
+	for _, c := range e.cfg.Checks {
+		issues = append(issues, c(typ, res)...)
+	}
+	errs := 0
+	for i := range issues {
+		if at != "" {
+			for j, x := range issues[i].Expression {
+				issues[i].Expression[j] = at + "." + x
+			}
+		}
+		if issues[i].Severity == "error" || issues[i].Severity == "fatal" {
+			errs++
+		}
+	}
+	if errs == 0 {
+		return nil
+	}
+	return &outcome.Error{Status: http.StatusUnprocessableEntity, Issues: issues}
+}
+
+// WriteEvent is a stored change, reported inside its write transaction so that routing work
+// commits with it (transactional outbox).
+type WriteEvent struct {
+	// Stored is the new version (Deleted for a deletion); Previous the version before, nil
+	// for a create.
+	Stored, Previous *store.Resource
+	// Resource is the stored JSON (nil for a deletion).
+	Resource map[string]any
+	// Access is who wrote it; nil for the broker's own writes.
+	Access *Access
+}
+
+// notify reports a stored change to the configured OnWrite hook.
+func (e *Engine) notify(ctx context.Context, tx store.Tx, stored, prev *store.Resource, res map[string]any) error {
+	if e.cfg.OnWrite == nil {
+		return nil
+	}
+	a, _ := ctx.Value(accessKey{}).(*Access)
+	return e.cfg.OnWrite(ctx, tx, WriteEvent{Stored: stored, Previous: prev, Resource: res, Access: a})
+}
+
+// writeTx runs a write transaction and, once it has committed, the AfterCommit hook.
+func (e *Engine) writeTx(ctx context.Context, fn func(tx store.Tx) error) error {
+	if err := e.cfg.Store.Update(ctx, fn); err != nil {
+		return err
+	}
+	if e.cfg.AfterCommit != nil {
+		e.cfg.AfterCommit()
+	}
+	return nil
+}
