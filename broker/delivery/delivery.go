@@ -43,9 +43,11 @@ type Policy interface {
 	Decide(req policy.Request, resource map[string]any, consents []map[string]any) policy.Decision
 }
 
-// Transforms applies a named mapping to a resource before it is sent.
+// Transforms applies the delivery's named mapping (in.Delivery.Transform) to a resource
+// before it is sent. The input carries the delivery, endpoint and agencies, which a mapping
+// such as fhir-message needs to build the same output on every attempt.
 type Transforms interface {
-	Transform(ctx context.Context, name string, resource map[string]any) (map[string]any, error)
+	Transform(ctx context.Context, in routing.TransformInput) (map[string]any, error)
 }
 
 // Backoff sets the delay before retry n (n >= 1): min(Max, Base * 2^(n-1)), of which the
@@ -497,7 +499,11 @@ func (w *Worker) prepare(ctx context.Context, a *attempt, tgt Target) (Payload, 
 		if w.o.Transforms == nil {
 			return p, "", Permanentf("transform %q is not available", d.Transform)
 		}
-		if resource, err = w.o.Transforms.Transform(ctx, d.Transform, resource); err != nil {
+		in := routing.TransformInput{Delivery: d, Resource: resource, Endpoint: tgt.Endpoint, Agency: *ag}
+		if src, ok := w.o.Config.Agency(d.SourceAgency); ok && d.SourceAgency != "" {
+			in.Source = src
+		}
+		if resource, err = w.o.Transforms.Transform(ctx, in); err != nil {
 			return p, "", Permanentf("transform %s: %v", d.Transform, err)
 		}
 	}

@@ -398,6 +398,8 @@ func (e *Engine) conditionalUpdateIn(ctx context.Context, tx store.Tx, req *Requ
 	return e.updateIn(ctx, tx, typ, match.ID, res, ifMatch, http.MethodPut)
 }
 
+// patch applies a JSON Patch to typ/id, or, with an empty id, to the one resource the
+// query's criteria match (conditional patch).
 func (e *Engine) patch(ctx context.Context, req *Request, typ, id string) (*Response, error) {
 	p, err := e.parsePatch(req)
 	if err != nil {
@@ -409,8 +411,19 @@ func (e *Engine) patch(ctx context.Context, req *Request, typ, id string) (*Resp
 	}
 	var out *store.Resource
 	err = e.writeTx(ctx, func(tx store.Tx) error {
+		target := id
+		if target == "" {
+			match, err := e.conditionalMatch(ctx, tx, req, typ, req.Query.Encode(), "conditional patch")
+			if err != nil {
+				return err
+			}
+			if match == nil {
+				return outcome.New(http.StatusNotFound, "not-found", "no %s matches the criteria of the conditional patch", typ)
+			}
+			target = match.ID
+		}
 		var err error
-		out, err = e.patchIn(ctx, tx, typ, id, p, ifMatch, "")
+		out, err = e.patchIn(ctx, tx, typ, target, p, ifMatch, "")
 		return err
 	})
 	if err != nil {
@@ -476,30 +489,7 @@ func (e *Engine) conditionalPatch(ctx context.Context, req *Request, typ string)
 	if len(req.Query) == 0 {
 		return &Response{Interaction: "patch"}, outcome.New(http.StatusMethodNotAllowed, "not-supported", "PATCH on a type needs search criteria (conditional patch) or an id in the URL")
 	}
-	p, err := e.parsePatch(req)
-	if err != nil {
-		return &Response{Interaction: "patch"}, err
-	}
-	ifMatch, err := ifMatchVersion(req.Header)
-	if err != nil {
-		return &Response{Interaction: "patch"}, err
-	}
-	var out *store.Resource
-	err = e.writeTx(ctx, func(tx store.Tx) error {
-		match, err := e.conditionalMatch(ctx, tx, req, typ, req.Query.Encode(), "conditional patch")
-		if err != nil {
-			return err
-		}
-		if match == nil {
-			return outcome.New(http.StatusNotFound, "not-found", "no %s matches the criteria of the conditional patch", typ)
-		}
-		out, err = e.patchIn(ctx, tx, typ, match.ID, p, ifMatch, "")
-		return err
-	})
-	if err != nil {
-		return &Response{Interaction: "patch"}, err
-	}
-	return e.stored(req, out, http.StatusOK, "patch"), nil
+	return e.patch(ctx, req, typ, "")
 }
 
 func (e *Engine) delete(ctx context.Context, req *Request, typ, id string) (*Response, error) {

@@ -34,6 +34,9 @@ type RelayOptions struct {
 	PurgeEvery time.Duration
 	Now        func() time.Time
 	Log        *zap.Logger
+	// OnRelayed, when set, runs after a pass handed n > 0 rows to the queue, so that local
+	// delivery workers start at once instead of at their next poll.
+	OnRelayed func(n int)
 }
 
 // Relay moves outbox rows to the queue.
@@ -166,6 +169,9 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	r.relayed.Add(uint64(n))
+	if n > 0 && r.o.OnRelayed != nil {
+		r.o.OnRelayed(n)
+	}
 	return n, nil
 }
 
