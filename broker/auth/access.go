@@ -148,6 +148,18 @@ func (a *Authenticator) Verify(ctx context.Context, bearer string) (*Principal, 
 		return nil, invalidToken("the access token is invalid", errors.New("too long"))
 	}
 	now := a.now()
+	a.verifiedMu.Lock()
+	cached, ok := a.verified[bearer]
+	a.verifiedMu.Unlock()
+	if ok {
+		if now.After(cached.Expires.Add(Leeway)) {
+			return nil, invalidToken("the access token has expired", jwt.ErrTokenExpired)
+		}
+		if c, ok := a.reg.Client(cached.ClientID); ok && c.AgencyID == cached.AgencyID {
+			cp := *cached
+			return &cp, nil
+		}
+	}
 	var claims accessClaims
 	p := jwt.NewParser(
 		jwt.WithValidMethods([]string{AlgES256}),
@@ -185,13 +197,21 @@ func (a *Authenticator) Verify(ctx context.Context, bearer string) (*Principal, 
 	if err != nil {
 		return nil, invalidToken("the access token is invalid", err)
 	}
-	return &Principal{
+	pr := &Principal{
 		ClientID: c.ID, AgencyID: c.AgencyID, AgencyKind: c.AgencyKind,
 		// The configuration may have narrowed since the token was issued.
 		Scopes:   scopes.Intersect(c.Scopes),
 		Purposes: intersect(claims.Purposes, c.Purposes),
 		TokenID:  claims.ID, Expires: claims.ExpiresAt.Time,
-	}, nil
+	}
+	a.verifiedMu.Lock()
+	if a.verified == nil || len(a.verified) >= maxVerified {
+		a.verified = make(map[string]*Principal)
+	}
+	a.verified[bearer] = pr
+	a.verifiedMu.Unlock()
+	cp := *pr
+	return &cp, nil
 }
 
 func intersect(a, b []string) []string {

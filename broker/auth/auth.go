@@ -100,7 +100,15 @@ type Authenticator struct {
 
 	mu        sync.Mutex
 	lastPurge time.Time
+
+	// verified remembers tokens whose signature already checked out, so each request pays
+	// for a map lookup rather than an ECDSA verification; expiry is checked on every use.
+	verifiedMu sync.Mutex
+	verified   map[string]*Principal
 }
+
+// maxVerified bounds the verified-token cache; it is emptied when full.
+const maxVerified = 8192
 
 // purgeEvery is how often a node deletes expired assertion ids and keys.
 const purgeEvery = 10 * time.Minute
