@@ -60,6 +60,12 @@ type Config struct {
 	AllowedProfiles []string
 	// ConfigFile is the agency configuration (YAML); empty uses the built-in demo.
 	ConfigFile string
+	// RedisURL selects the Redis Streams delivery queue (HJB_REDIS_URL); empty keeps the
+	// embedded queue on the store. Queue keys live under RedisPrefix (HJB_REDIS_PREFIX,
+	// default DefaultRedisPrefix).
+	RedisURL, RedisPrefix string
+	// Routing tunes delivery retries, leases and concurrency.
+	Routing RoutingOptions
 }
 
 // FromEnv fills unset fields from HJB_* environment variables.
@@ -74,6 +80,11 @@ func (c *Config) FromEnv() error {
 	str(&c.OTLPEndpoint, "HJB_OTEL_ENDPOINT")
 	str(&c.ConfigFile, "HJB_CONFIG")
 	str(&c.Validation, "HJB_VALIDATION")
+	str(&c.RedisURL, "HJB_REDIS_URL")
+	str(&c.RedisPrefix, "HJB_REDIS_PREFIX")
+	if err := c.Routing.fromEnv(); err != nil {
+		return err
+	}
 	if v := os.Getenv("HJB_ALLOWED_PROFILES"); v != "" && len(c.AllowedProfiles) == 0 {
 		for _, p := range strings.Split(v, ",") {
 			if p = strings.TrimSpace(p); p != "" {
@@ -125,6 +136,7 @@ type Node struct {
 
 	recorder *audit.Recorder
 	tracer   *tracing.Tracer
+	routing  *routingParts
 	cfg      Config
 	closers  []func() error
 }
@@ -210,6 +222,10 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 	}
 	pol := policy.New(n.Config, nil)
 	n.Audit = audit.NewTrail(n.Store)
+	n.Registry = prometheus.NewRegistry()
+	if n.routing, err = newRouting(ctx, n, cfg, fp, params); err != nil {
+		return nil, err
+	}
 	n.Engine, err = engine.New(engine.Config{
 		Store:      n.Store,
 		Checker:    checker,
@@ -225,9 +241,12 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 		Discloser:  access.New(pol, n.Store, params),
 		Operations: map[string]engine.Operation{
 			engine.OperationKey("Patient", true, "access-check"): accessCheck(n.Config, pol, n.Store),
+			engine.OperationKey("", false, "process-message"):    processMessage(n),
 		},
-		Searches: map[string]engine.Operation{"AuditEvent": auditSearch(n.Audit)},
-		Checks:   []func(string, map[string]any) []outcome.Issue{consentCheck},
+		OnWrite:     n.routing.onWrite,
+		AfterCommit: n.routing.afterCommit,
+		Searches:    map[string]engine.Operation{"AuditEvent": auditSearch(n.Audit)},
+		Checks:      []func(string, map[string]any) []outcome.Issue{consentCheck},
 	})
 	if err != nil {
 		return nil, err
@@ -237,7 +256,10 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 	}})
 	n.closers = append(n.closers, n.recorder.Close)
 
-	n.Registry = prometheus.NewRegistry()
+	if err := n.routing.startWorkers(n, cfg, params, n.Registry); err != nil {
+		return nil, err
+	}
+	n.closers = append(n.closers, func() error { n.Stop(); return nil })
 	n.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	sec := &httpapi.Security{
 		Auth:   n.Auth,
@@ -253,7 +275,8 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 		Denials:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hjbroker_access_denied_total", Help: "Requests refused, by reason."}, []string{"reason"}),
 	}
 	n.Registry.MustRegister(sec.BreakGlass, sec.Denials)
-	hc := httpapi.Config{Engine: n.Engine, Ready: n.Store, Logger: cfg.Logger, Registry: n.Registry, PublicBase: cfg.PublicBase, Security: sec}
+	hc := httpapi.Config{Engine: n.Engine, Ready: n.Store, Logger: cfg.Logger, Registry: n.Registry, PublicBase: cfg.PublicBase, Security: sec,
+		Admin: n.routing.admin}
 	if cfg.OTLPEndpoint != "" {
 		if n.tracer, err = tracing.New(ctx, cfg.OTLPEndpoint, "hjbroker", Version); err != nil {
 			return nil, err
@@ -300,6 +323,8 @@ func (n *Node) Serve(ctx context.Context, ready func(addr string)) error {
 	if ready != nil {
 		ready(ln.Addr().String())
 	}
+	n.Start(ctx)
+	defer n.Stop()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -1,18 +1,17 @@
 package audit
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/hjbroker/hjbroker/broker/resource"
 	"github.com/hjbroker/hjbroker/broker/store"
 )
 
@@ -93,10 +92,7 @@ func prepare(e Event) (prepared, error) {
 	}
 	ae := ToAuditEvent(e)
 	ae["id"] = uuid.NewString()
-	body, err := canonicalJSON(ae)
-	if err != nil {
-		return prepared{}, fmt.Errorf("encoding audit event: %w", err)
-	}
+	body := resource.Encode(ae)
 	return prepared{body: body, idx: indexFields{
 		recorded: e.Time.UTC().Truncate(time.Microsecond).UnixMicro(),
 		action:   string(e.Action),
@@ -105,18 +101,6 @@ func prepare(e Event) (prepared, error) {
 		agency:   e.AgencyID,
 		patients: patientRefs(e.Patients),
 	}}, nil
-}
-
-// canonicalJSON encodes v with object keys sorted (encoding/json sorts map keys), no
-// insignificant whitespace and no HTML escaping, so equal content gives equal bytes.
-func canonicalJSON(v any) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // chainHash is SHA-256(prev || body) with prev decoded from hex.

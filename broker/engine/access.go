@@ -2,10 +2,14 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/hjbroker/hjbroker/broker/outcome"
+	"github.com/hjbroker/hjbroker/broker/resource"
 	"github.com/hjbroker/hjbroker/broker/search"
 	"github.com/hjbroker/hjbroker/broker/store"
 )
@@ -202,6 +206,12 @@ func (e *Engine) visibleMatches(ctx context.Context, r store.Reader, sq *search.
 			if err != nil {
 				return nil, nil, err
 			}
+			if ok && sess != nil {
+				ok, err = e.matchesVisibly(ctx, r, sq, sess, res, shown, keys[j])
+				if err != nil {
+					return nil, nil, err
+				}
+			}
 			if ok {
 				out = append(out, shown)
 				rids = append(rids, keys[j])
@@ -209,6 +219,219 @@ func (e *Engine) visibleMatches(ctx context.Context, r store.Reader, sq *search.
 		}
 	}
 	return out, rids, nil
+}
+
+// matchesVisibly reports whether a disclosed match still matches on what the requester may
+// see. A criterion on an element a redaction removed, or a chained or _has criterion met only
+// by resources the requester may not see, would otherwise confirm the hidden data (a
+// restricted patient's phone number, the code of another agency's Observation).
+func (e *Engine) matchesVisibly(ctx context.Context, r store.Reader, sq *search.Query, sess DisclosureSession, stored, shown *store.Resource, rid int64) (bool, error) {
+	hidden, err := e.redactedParams(stored, shown)
+	if err != nil {
+		return false, err
+	}
+	for _, c := range sq.Clauses {
+		if len(c.Chain) == 0 {
+			if hidden[c.Param.Code] {
+				return false, nil
+			}
+			continue
+		}
+		ok, err := e.chainVisible(ctx, r, sess, c, stored, shown, rid)
+		if err != nil || !ok {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// redactedParams names the search parameters whose index differs between a stored resource and
+// the copy disclosed; nil when nothing was redacted.
+func (e *Engine) redactedParams(stored, shown *store.Resource) (map[string]bool, error) {
+	if shown == stored || string(shown.Body) == string(stored.Body) {
+		return nil, nil
+	}
+	before, err := e.indexBody(stored)
+	if err != nil {
+		return nil, err
+	}
+	after, err := e.indexBody(shown)
+	if err != nil {
+		return nil, err
+	}
+	a, b := indexRows(before), indexRows(after)
+	out := map[string]bool{}
+	for p, rows := range a {
+		if !slices.Equal(rows, b[p]) {
+			out[p] = true
+		}
+	}
+	for p := range b {
+		if _, ok := a[p]; !ok {
+			out[p] = true
+		}
+	}
+	return out, nil
+}
+
+func (e *Engine) indexBody(r *store.Resource) (store.Index, error) {
+	m, err := resource.Decode(r.Body, resource.Limits{})
+	if err != nil {
+		return store.Index{}, fmt.Errorf("reading %s/%s: %w", r.Type, r.ID, err)
+	}
+	return e.cfg.Indexer.Index(r.Type, m)
+}
+
+// indexRows renders index rows per parameter, in a comparable form.
+func indexRows(ix store.Index) map[string][]string {
+	out := map[string][]string{}
+	put := func(p string, row any) { out[p] = append(out[p], fmt.Sprintf("%+v", row)) }
+	for _, x := range ix.Tokens {
+		put(x.Param, x)
+	}
+	for _, x := range ix.Composes {
+		put(x.Param, x)
+	}
+	for _, x := range ix.Strings {
+		put(x.Param, x)
+	}
+	for _, x := range ix.Dates {
+		put(x.Param, x)
+	}
+	for _, x := range ix.Refs {
+		put(x.Param, x)
+	}
+	for _, x := range ix.Numbers {
+		put(x.Param, x)
+	}
+	for _, x := range ix.URIs {
+		put(x.Param, x)
+	}
+	for p := range out {
+		slices.Sort(out[p])
+	}
+	return out
+}
+
+// chainBatch bounds the ids tested in one query at the end of a chain.
+const chainBatch = 100
+
+// chainVisible walks a chained or _has clause from one match through resources the requester
+// may see (never through a link their disclosed copy lacks) and reports whether one reached
+// at the end meets the clause.
+func (e *Engine) chainVisible(ctx context.Context, r store.Reader, sess DisclosureSession, c search.Clause, stored, shown *store.Resource, rid int64) (bool, error) {
+	type node struct {
+		stored, shown *store.Resource
+		rid           int64
+	}
+	front := []node{{stored, shown, rid}}
+	for _, l := range c.Chain {
+		var found []*store.Resource
+		var frids []int64
+		var err error
+		if l.Reverse {
+			keys := make([]store.Key, len(front))
+			for i, n := range front {
+				keys[i] = store.Key{Type: n.stored.Type, ID: n.stored.ID}
+			}
+			found, frids, err = e.cfg.Store.Referencing(ctx, keys, l.Type, l.Param.Code)
+		} else {
+			var from []int64
+			for _, n := range front {
+				hidden, err := e.redactedParams(n.stored, n.shown)
+				if err != nil {
+					return false, err
+				}
+				if !hidden[l.Param.Code] {
+					from = append(from, n.rid)
+				}
+			}
+			if len(from) > 0 {
+				found, frids, err = e.cfg.Store.Referenced(ctx, from, l.Param.Code, l.Type)
+			}
+		}
+		if err != nil {
+			return false, err
+		}
+		front = front[:0:0]
+		for i, f := range found {
+			sh, ok, err := disclose(ctx, sess, f)
+			if err != nil {
+				return false, err
+			}
+			if !ok {
+				continue
+			}
+			if l.Reverse {
+				// The link is the found resource's own reference: it must survive redaction.
+				hidden, err := e.redactedParams(f, sh)
+				if err != nil {
+					return false, err
+				}
+				if hidden[l.Param.Code] {
+					continue
+				}
+			}
+			front = append(front, node{f, sh, frids[i]})
+		}
+		if len(front) == 0 {
+			return false, nil
+		}
+	}
+	var ids []string
+	for _, n := range front {
+		hidden, err := e.redactedParams(n.stored, n.shown)
+		if err != nil {
+			return false, err
+		}
+		if !hidden[c.Param.Code] {
+			ids = append(ids, n.stored.ID)
+		}
+	}
+	typ := c.Chain[len(c.Chain)-1].Type
+	for i := 0; i < len(ids); i += chainBatch {
+		batch := ids[i:min(len(ids), i+chainBatch)]
+		q, err := search.Parse(typ, url.Values{"_id": {strings.Join(batch, ",")}}, e.cfg.Params, search.Options{Strict: true, MaxCount: chainBatch, DefaultCount: chainBatch})
+		if err != nil {
+			return false, err
+		}
+		q.Clauses = append(q.Clauses, search.Clause{Key: c.Key, Param: c.Param, Modifier: c.Modifier, Values: c.Values})
+		page, err := r.Search(ctx, q, store.SearchOptions{Limit: len(batch), KeysOnly: true})
+		if err != nil {
+			return false, err
+		}
+		if len(page.RIDs) > 0 {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// visiblyLinked keeps of the resources an _include found those that the disclosed copies of
+// its sources still refer to through param ("" for any), so that a link a redaction removed
+// (a restricted patient's registered GP) is not followed through the stored index.
+func (e *Engine) visiblyLinked(sources []*store.Resource, param string, found []*store.Resource, frids []int64) ([]*store.Resource, []int64, error) {
+	linked := map[string]bool{}
+	for _, s := range sources {
+		ix, err := e.indexBody(s)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, ref := range ix.Refs {
+			if param == "" || ref.Param == param {
+				linked[ref.TargetType+"/"+ref.TargetID] = true
+			}
+		}
+	}
+	var keep []*store.Resource
+	var keepRIDs []int64
+	for i, f := range found {
+		if linked[f.Type+"/"+f.ID] {
+			keep = append(keep, f)
+			keepRIDs = append(keepRIDs, frids[i])
+		}
+	}
+	return keep, keepRIDs, nil
 }
 
 // authorizeEntry checks one transaction entry's scope before anything runs.

@@ -323,10 +323,11 @@ func (e *Engine) fill(ctx context.Context, req *Request, b *searchset, sq *searc
 	}
 	// Iterate: included resources may include further ones when :iterate is set.
 	sess := e.session(ctx, req)
-	frontier, frontKeys := rids, keysOf(matches)
+	frontier, frontKeys, frontRes := rids, keysOf(matches), matches
 	for round := 0; round < 4 && (len(frontier) > 0 || len(frontKeys) > 0); round++ {
 		var nextRIDs []int64
 		var nextKeys []store.Key
+		var nextRes []*store.Resource
 		// add keeps the resources not yet in the Bundle that the requester may see.
 		add := func(found []*store.Resource, frids []int64) error {
 			for i, r := range found {
@@ -347,6 +348,7 @@ func (e *Engine) fill(ctx context.Context, req *Request, b *searchset, sq *searc
 				}
 				nextRIDs = append(nextRIDs, frids[i])
 				nextKeys = append(nextKeys, store.Key{Type: r.Type, ID: r.ID})
+				nextRes = append(nextRes, shown)
 			}
 			return nil
 		}
@@ -355,6 +357,9 @@ func (e *Engine) fill(ctx context.Context, req *Request, b *searchset, sq *searc
 				continue
 			}
 			found, frids, err := e.cfg.Store.Referenced(ctx, frontier, includeParam(inc), inc.TargetType)
+			if err == nil && sess != nil {
+				found, frids, err = e.visiblyLinked(frontRes, includeParam(inc), found, frids)
+			}
 			if err != nil {
 				return err
 			}
@@ -374,7 +379,7 @@ func (e *Engine) fill(ctx context.Context, req *Request, b *searchset, sq *searc
 				return err
 			}
 		}
-		frontier, frontKeys = nextRIDs, nextKeys
+		frontier, frontKeys, frontRes = nextRIDs, nextKeys, nextRes
 	}
 	return nil
 }

@@ -88,6 +88,9 @@ func New(cfg Config) http.Handler {
 		r.GET(auth.JWKSPath, gin.WrapH(cfg.Security.Auth.JWKSHandler()))
 		fhir.Use(s.authenticate)
 	}
+	if cfg.Admin != nil && cfg.Security != nil {
+		r.Any(adminPrefix+"/*path", s.admin)
+	}
 	fhir.Any("", s.fhir)
 	fhir.Any("/*path", s.fhir)
 	r.NoRoute(func(c *gin.Context) {

@@ -28,6 +28,9 @@ type SQL struct {
 	// its own: a search saved while a write transaction is open (the search entry of a
 	// transaction Bundle) would otherwise wait for the single writer that transaction holds.
 	pages *sql.DB
+	// readCurrent is the read by id, prepared once: parsing the SQL again for every read
+	// costs as much as running it.
+	readCurrent *sql.Stmt
 }
 
 // Options tune a store.
@@ -69,6 +72,12 @@ func Open(ctx context.Context, storeURL, dataDir string, opts Options) (*SQL, er
 		s.Close()
 		return nil, err
 	}
+	stmt, err := s.r.PrepareContext(ctx, s.d.rebind(currentSelect+` WHERE r.res_type = ? AND r.res_id = ?`))
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("preparing the read by id: %w", err)
+	}
+	s.readCurrent = stmt
 	return s, nil
 }
 
@@ -159,6 +168,9 @@ func (s *SQL) Ping(ctx context.Context) error {
 
 // Close closes the pools.
 func (s *SQL) Close() error {
+	if s.readCurrent != nil {
+		s.readCurrent.Close()
+	}
 	err := s.w.Close()
 	for _, db := range []*sql.DB{s.r, s.pages} {
 		if db != s.w {
@@ -211,7 +223,17 @@ func current(ctx context.Context, q queryer, d dialect, typ, id, suffix string) 
 
 // Current returns the current version of a resource.
 func (s *SQL) Current(ctx context.Context, typ, id string) (*Resource, error) {
-	return current(ctx, s.r, s.d, typ, id, "")
+	if s.readCurrent == nil {
+		return current(ctx, s.r, s.d, typ, id, "")
+	}
+	res, _, err := scanResource(s.readCurrent.QueryRowContext(ctx, typ, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s/%s: %w", typ, id, err)
+	}
+	return res, nil
 }
 
 // VRead returns one version.

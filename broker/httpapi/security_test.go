@@ -1,0 +1,427 @@
+package httpapi_test
+
+import (
+	"io"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/hjbroker/hjbroker/broker/app"
+	"github.com/hjbroker/hjbroker/broker/app/apptest"
+)
+
+func TestSecurityScopes(t *testing.T) {
+	t.Parallel()
+	apptest.ForEachBackend(t, func(t *testing.T, s *apptest.Server) {
+		pid := secCreateAs(t, s, "custody-hcp", "Patient", secPatient("9000000041", "Scopes"))
+		task := secCreateAs(t, s, "operator", "Task", `{"resourceType":"Task","status":"requested","intent":"order","for":{"reference":"Patient/`+pid+`"}}`)
+		cases := []struct {
+			name, client, method, path, body string
+		}{
+			{"court creating an Observation", "court", "POST", "Observation", secObservation(pid)},
+			{"court updating a Patient", "court", "PUT", "Patient/" + pid, secPatient("9000000041", "Changed", `"id":"`+pid+`"`)},
+			{"court searching Observations", "court", "GET", "Observation?subject=Patient/" + pid, ""},
+			{"court reading the system history", "court", "GET", "_history", ""},
+			{"probation deleting a Task", "probation", "DELETE", "Task/" + task, ""},
+			{"probation creating a Task", "probation", "POST", "Task", `{"resourceType":"Task","status":"requested","intent":"order"}`},
+			{"gp deleting a Patient", "gp", "DELETE", "Patient/" + pid, ""},
+			{"ld-team creating an Observation", "ld-team", "POST", "Observation", secObservation(pid)},
+			{"court in a transaction", "court", "POST", "", `{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"POST","url":"Observation"},"resource":` + secObservation(pid) + `}]}`},
+		}
+		for _, c := range cases {
+			var body any
+			if c.body != "" {
+				body = c.body
+			}
+			r := s.DoAs(c.client, c.method, c.path, body)
+			wantOutcome(t, r, http.StatusForbidden, "")
+			if !strings.Contains(r.Str("issue.0.diagnostics"), "scope") {
+				t.Errorf("%s: the 403 does not say a scope is missing: %s", c.name, r.Raw)
+			}
+		}
+		// Nothing was written or removed by the refused requests.
+		if n := s.Do("GET", "Observation?subject=Patient/"+pid, nil).Want(t, 200).Total(); n != 0 {
+			t.Errorf("refused creates stored %d Observations", n)
+		}
+		s.Do("GET", "Task/"+task, nil).Want(t, 200)
+		s.Do("GET", "Patient/"+pid, nil).Want(t, 200)
+		if v := s.Do("GET", "Patient/"+pid, nil).Str("meta.versionId"); v != "1" {
+			t.Errorf("the refused update changed the Patient to version %s", v)
+		}
+
+		// A purpose the client may not claim is refused before anything is read.
+		r := s.DoAs("court", "GET", "Patient/"+pid, nil, "X-Purpose-Of-Use: TREAT")
+		wantOutcome(t, r, http.StatusForbidden, "")
+		if !strings.Contains(r.Str("issue.0.diagnostics"), "purpose") {
+			t.Errorf("purpose refusal: %s", r.Raw)
+		}
+	})
+}
+
+// isolationConfig is the demo configuration plus a court client whose scopes cover every type,
+// so that what it does not see is withheld by the sharing rules and Consent, not by scopes.
+func isolationConfig(t *testing.T) app.Config {
+	return app.Config{ConfigFile: secConfigFile(t, func(cfg map[string]any) {
+		secAddClient(t, cfg, "court", map[string]any{"id": "court-wide", "purposes": []any{"HLEGAL"}, "scopes": []any{"system/*.rs"}})
+	}, nil)}
+}
+
+func TestSecurityAgencyIsolation(t *testing.T) {
+	t.Parallel()
+	secForEach(t, isolationConfig(t), func(t *testing.T, s *apptest.Server) {
+		pid := secCreateAs(t, s, "custody-hcp", "Patient", secPatient("9000000068", "Isolated"))
+		oid := secCreateAs(t, s, "custody-hcp", "Observation", secObservation(pid))
+		// A second version, so the Observation has history.
+		obs := s.DoAs("custody-hcp", "GET", "Observation/"+oid, nil).Want(t, 200)
+		if src := obs.Str("meta.source"); src != "https://hjbroker.dev/agency/custody-hcp" {
+			t.Errorf("meta.source %q, want the writing agency", src)
+		}
+		updated := strings.Replace(secObservation(pid), `"value":128`, `"value":131`, 1)
+		updated = `{"id":"` + oid + `",` + updated[1:]
+		secWant(t, s.DoAs("custody-hcp", "PUT", "Observation/"+oid, updated), 200, "custody updating its Observation")
+		report := secCreateAs(t, s, "ld-team", "Composition", secCourtReport(pid, "Observation/"+oid))
+
+		// Direct care: L&D sees custody's record (implied consent between health agencies).
+		secWant(t, s.DoAs("ld-team", "GET", "Observation/"+oid, nil), 200, "ld-team reading custody's Observation")
+
+		type view struct {
+			patient, report, observation bool
+		}
+		// check asserts what each court client sees through every route to the data.
+		check := func(t *testing.T, want view) {
+			t.Helper()
+			for _, client := range []string{"court", "court-wide"} {
+				as := func(method, path string) *apptest.Result {
+					t.Helper()
+					return s.DoAs(client, method, path, nil)
+				}
+				wantRead := func(path string, visible bool) {
+					t.Helper()
+					r := as("GET", path)
+					if visible && r.Status != 200 || !visible && r.Status != 404 {
+						t.Errorf("%s GET %s: status %d, want visible=%v; %s", client, path, r.Status, visible, r.Raw)
+					}
+				}
+				wantRead("Patient/"+pid, want.patient)
+				wantRead("Composition/"+report, want.report)
+				wantRead("Composition/"+report+"/_history/1", want.report)
+				n := 0
+				if want.patient {
+					n = 1
+				}
+				ps := secWant(t, as("GET", "Patient?"+nhsQuery("9000000068")), 200, client+" Patient search")
+				if ps.Total() != n || len(ps.Entries()) != n {
+					t.Errorf("%s Patient search: total %d, %d entries; want %d", client, ps.Total(), len(ps.Entries()), n)
+				}
+				all := secWant(t, as("GET", "Patient"), 200, client+" Patient search without criteria")
+				if all.Total() != n {
+					t.Errorf("%s: the unfiltered Patient total %d reveals hidden Patients (want %d)", client, all.Total(), n)
+				}
+				// _revinclude from the Patient: the report when shared, the Observation never.
+				rev := secWant(t, as("GET", "Patient?_id="+pid+"&_revinclude=Observation:subject&_revinclude=Composition:subject"), 200, client+" _revinclude")
+				wantIDs := []string{}
+				if want.patient {
+					wantIDs = append(wantIDs, "Patient/"+pid)
+				}
+				if want.patient && want.report {
+					wantIDs = append(wantIDs, "Composition/"+report)
+				}
+				if got := secIDs(rev); !sameSet(got, wantIDs) {
+					t.Errorf("%s _revinclude: %v, want %v", client, got, wantIDs)
+				}
+				// _include from the report to what it cites and who it is about.
+				inc := secWant(t, as("GET", "Composition?subject=Patient/"+pid+"&_include=Composition:entry&_include=Composition:subject"), 200, client+" _include")
+				wantIDs = wantIDs[:0]
+				if want.report {
+					wantIDs = append(wantIDs, "Composition/"+report)
+					if want.patient {
+						wantIDs = append(wantIDs, "Patient/"+pid)
+					}
+				}
+				if got := secIDs(inc); !sameSet(got, wantIDs) {
+					t.Errorf("%s _include: %v, want %v", client, got, wantIDs)
+				}
+				if want.report != (inc.Total() == 1) {
+					t.Errorf("%s Composition search total %d", client, inc.Total())
+				}
+				// $everything: 404 for a hidden Patient, never the Observation.
+				ev := as("GET", "Patient/"+pid+"/$everything")
+				switch {
+				case !want.patient && ev.Status != 404:
+					t.Errorf("%s $everything of a hidden Patient: %d %s", client, ev.Status, ev.Raw)
+				case want.patient && ev.Status != 200:
+					t.Errorf("%s $everything: %d %s", client, ev.Status, ev.Raw)
+				case want.patient:
+					if secHasType(ev, "Observation") || want.report != secHasType(ev, "Composition") {
+						t.Errorf("%s $everything: %v", client, secIDs(ev))
+					}
+					if ev.Total() >= 0 && ev.Total() != len(ev.Entries()) {
+						t.Errorf("%s $everything total %d for %d entries", client, ev.Total(), len(ev.Entries()))
+					}
+				}
+				// History of the Patient: its versions only when it is shared.
+				h := as("GET", "Patient/"+pid+"/_history")
+				if h.Status == 200 && want.patient != (len(h.Entries()) > 0) || h.Status != 200 && h.Status != 404 {
+					t.Errorf("%s Patient history: %d %v", client, h.Status, secIDs(h))
+				}
+				if h.Status == 200 && h.Total() > len(h.Entries()) {
+					t.Errorf("%s Patient history total %d > %d entries", client, h.Total(), len(h.Entries()))
+				}
+			}
+			// The wide client reaches the Observation by every route its scopes allow, and it is
+			// never there.
+			wide := func(path string) *apptest.Result {
+				t.Helper()
+				return s.DoAs("court-wide", "GET", path, nil)
+			}
+			for _, p := range []string{"Observation/" + oid, "Observation/" + oid + "/_history/1", "Observation/" + oid + "/_history/2"} {
+				if r := wide(p); r.Status != 404 {
+					t.Errorf("court-wide GET %s: %d %s", p, r.Status, r.Raw)
+				}
+			}
+			if r := secWant(t, wide("Observation?subject=Patient/"+pid), 200, "court-wide Observation search"); r.Total() != 0 || len(r.Entries()) != 0 {
+				t.Errorf("court-wide Observation search: total %d %v", r.Total(), secIDs(r))
+			}
+			if r := secWant(t, wide("Observation?_summary=count"), 200, "court-wide Observation count"); r.Total() != 0 {
+				t.Errorf("court-wide Observation count: %d", r.Total())
+			}
+			for _, p := range []string{"Observation/" + oid + "/_history", "Observation/_history", "_history", "Patient/" + pid + "/_history"} {
+				h := wide(p)
+				if h.Status != 200 && h.Status != 404 {
+					t.Errorf("court-wide %s: %d %s", p, h.Status, h.Raw)
+					continue
+				}
+				if secHasType(h, "Observation") {
+					t.Errorf("court-wide %s shows the Observation: %v", p, secIDs(h))
+				}
+				if h.Total() > len(h.Entries()) {
+					t.Errorf("court-wide %s: total %d counts hidden versions (%d entries)", p, h.Total(), len(h.Entries()))
+				}
+			}
+			// Chained and _has criteria must not test what the client may not see: the
+			// Observation's code, reached from the shared report or Patient.
+			for _, q := range []string{
+				"Patient?_id=" + pid + "&_has:Observation:subject:code=271649006",
+				"Composition?entry:Observation.code=271649006",
+				"Composition?subject=Patient/" + pid + "&entry:Observation.value-quantity=131",
+			} {
+				if r := secWant(t, wide(q), 200, "court-wide "+q); r.Total() != 0 || len(r.Entries()) != 0 {
+					t.Errorf("court-wide %s: total %d %v: a hidden Observation decided the result", q, r.Total(), secIDs(r))
+				}
+			}
+			sys := secWant(t, wide("_history"), 200, "court-wide system history")
+			if want.patient != slices.Contains(secIDs(sys), "Patient/"+pid) {
+				t.Errorf("court-wide system history: %v", secIDs(sys))
+			}
+			// Searching across types and paging through one entry at a time.
+			pages := 0
+			var seen []string
+			next := "Observation?_count=1"
+			for next != "" && pages < 10 {
+				r := secWant(t, wide(next), 200, "court-wide paging")
+				seen = append(seen, secIDs(r)...)
+				next = link(r, "next")
+				pages++
+			}
+			if len(seen) != 0 {
+				t.Errorf("court-wide paging through Observations: %v", seen)
+			}
+		}
+
+		t.Run("without consent", func(t *testing.T) { check(t, view{}) })
+
+		consent := secJSON(t, secConsent(pid, "OPTIN", "permit", "court", "court", "HLEGAL"))
+		cid := secCreateAs(t, s, "custody-hcp", "Consent", consent)
+		t.Run("with consent", func(t *testing.T) { check(t, view{patient: true, report: true}) })
+
+		// Paging over a two-entry result stays within what is shared.
+		r := secWant(t, s.DoAs("court-wide", "GET", "Patient?_id="+pid+"&_revinclude=Composition:subject&_count=1", nil), 200, "court paging")
+		if r.Total() != 1 {
+			t.Errorf("court Patient search total %d", r.Total())
+		}
+
+		// Withdrawing the Consent stops disclosure at once.
+		withdrawn := strings.Replace(consent, `"status":"active"`, `"status":"inactive"`, 1)
+		withdrawn = `{"id":"` + cid + `",` + withdrawn[1:]
+		secWant(t, s.DoAs("custody-hcp", "PUT", "Consent/"+cid, withdrawn), 200, "withdrawing the Consent")
+		t.Run("after withdrawal", func(t *testing.T) { check(t, view{}) })
+	})
+}
+
+func TestSecurityRestrictedPatient(t *testing.T) {
+	t.Parallel()
+	// Custody may also record Organizations, so the registered GP can be a resource it sees.
+	cfg := app.Config{ConfigFile: secConfigFile(t, func(cfg map[string]any) {
+		for _, a := range cfg["agencies"].([]any) {
+			if am := a.(map[string]any); am["id"] == "custody-hcp" {
+				cl := am["clients"].([]any)[0].(map[string]any)
+				cl["scopes"] = append(cl["scopes"].([]any), "system/Organization.cruds")
+			}
+		}
+	}, nil)}
+	secForEach(t, cfg, func(t *testing.T, s *apptest.Server) {
+		gpOrg := secCreateAs(t, s, "custody-hcp", "Organization", `{"resourceType":"Organization","name":"Dr Secret's Practice","identifier":[{"system":"https://fhir.nhs.uk/Id/ods-organization-code","value":"Y99999"}]}`)
+		restricted := secPatient("9000000084", "Hidden",
+			`"meta":{"security":[{"system":"http://terminology.hl7.org/CodeSystem/v3-Confidentiality","code":"R"}]}`,
+			`"address":[{"line":["1 Secret Lane"],"city":"Anytown","postalCode":"AN1 1AA"}]`,
+			`"telecom":[{"system":"phone","value":"07700900123"}]`,
+			`"generalPractitioner":[{"reference":"Organization/`+gpOrg+`","display":"Dr Secret, Anytown Medical Practice"}]`,
+			`"contact":[{"name":{"family":"Kin"},"telecom":[{"system":"phone","value":"07700900999"}]}]`,
+			`"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">1 Secret Lane</div>"}`)
+		pid := secCreateAs(t, s, "custody-hcp", "Patient", restricted)
+		oid := secCreateAs(t, s, "custody-hcp", "Observation", secObservation(pid))
+
+		secrets := []string{"Secret Lane", "07700900123", "07700900999", "Dr Secret", "AN1 1AA"}
+		clean := func(t *testing.T, what string, r *apptest.Result, wantPatients int) {
+			t.Helper()
+			for _, sec := range secrets {
+				if strings.Contains(string(r.Raw), sec) {
+					t.Errorf("%s leaks %q: %s", what, sec, r.Raw)
+				}
+			}
+			var pats []any
+			if r.Str("resourceType") == "Patient" {
+				pats = append(pats, r.JSON)
+			}
+			for _, e := range r.Entries() {
+				if apptest.Get(e, "resource.resourceType") == "Patient" {
+					pats = append(pats, apptest.Get(e, "resource"))
+				}
+			}
+			if len(pats) != wantPatients {
+				t.Fatalf("%s: %d Patients, want %d: %s", what, len(pats), wantPatients, r.Raw)
+			}
+			for _, p := range pats {
+				labels, _ := apptest.Get(p, "meta.security").([]any)
+				codes := []string{}
+				for _, l := range labels {
+					c, _ := apptest.Get(l, "code").(string)
+					codes = append(codes, c)
+				}
+				if !slices.Contains(codes, "REDACTED") || !slices.Contains(codes, "R") {
+					t.Errorf("%s: labels %v, want R and REDACTED", what, codes)
+				}
+				if apptest.Get(p, "name.0.family") != "Hidden" {
+					t.Errorf("%s: the name should still be there: %v", what, p)
+				}
+			}
+		}
+		for _, client := range []string{"custody-hcp", "gp", "ld-team"} {
+			as := func(path string) *apptest.Result {
+				return secWant(t, s.DoAs(client, "GET", path, nil), 200, client+" GET "+path)
+			}
+			clean(t, client+" read", as("Patient/"+pid), 1)
+			clean(t, client+" vread", as("Patient/"+pid+"/_history/1"), 1)
+			clean(t, client+" search", as("Patient?"+nhsQuery("9000000084")), 1)
+			clean(t, client+" _include", as("Observation?subject=Patient/"+pid+"&_include=Observation:subject"), 1)
+			clean(t, client+" $everything", as("Patient/"+pid+"/$everything"), 1)
+			clean(t, client+" history", as("Patient/"+pid+"/_history"), 1)
+			// Searching by what was removed must not confirm it either.
+			if n := as("Patient?address-postalcode=AN1").Total(); n != 0 {
+				t.Errorf("%s: search by the hidden postcode found %d", client, n)
+			}
+			if n := as("Patient?phone=07700900123").Total(); n != 0 {
+				t.Errorf("%s: search by the hidden phone number found %d", client, n)
+			}
+			if n := as("Patient?general-practitioner=Organization/" + gpOrg).Total(); n != 0 {
+				t.Errorf("%s: search by the hidden GP found %d", client, n)
+			}
+			if n := as("Observation?subject:Patient.address-postalcode=AN1").Total(); n != 0 {
+				t.Errorf("%s: a chained search on the hidden postcode found %d", client, n)
+			}
+			if n := as("Observation?_id=" + oid + "&subject:Patient.name=Hidden").Total(); n != 1 {
+				t.Errorf("%s: a chained search on the name (not redacted) found %d, want 1", client, n)
+			}
+		}
+		// Custody may read Organizations, but following the hidden GP link must not reveal it.
+		inc := secWant(t, s.DoAs("custody-hcp", "GET", "Patient?_id="+pid+"&_include=Patient:general-practitioner", nil), 200, "custody _include of the GP")
+		if secHasType(inc, "Organization") {
+			t.Errorf("_include followed the redacted GP link: %v", secIDs(inc))
+		}
+		secWant(t, s.DoAs("custody-hcp", "GET", "Organization/"+gpOrg, nil), 200, "custody reading the Organization itself")
+		// Operators administer the record and see it whole.
+		full := s.Do("GET", "Patient/"+pid, nil).Want(t, 200)
+		if !strings.Contains(string(full.Raw), "Secret Lane") {
+			t.Errorf("operator read lost the address: %s", full.Raw)
+		}
+	})
+}
+
+func TestSecurityBreakGlass(t *testing.T) {
+	t.Parallel()
+	apptest.ForEachBackend(t, func(t *testing.T, s *apptest.Server) {
+		pid := secCreateAs(t, s, "custody-hcp", "Patient", secPatient("9000000076", "Glass"))
+		oid := secCreateAs(t, s, "custody-hcp", "Observation", secObservation(pid))
+		// The person has refused sharing with the L&D service.
+		secCreateAs(t, s, "custody-hcp", "Consent", secJSON(t, secConsent(pid, "OPTOUT", "deny", "liaison-diversion", "ld-team")))
+
+		secWant(t, s.DoAs("ld-team", "GET", "Observation/"+oid, nil), 404, "ld-team under the refusal")
+		if n := secWant(t, s.DoAs("ld-team", "GET", "Observation?subject=Patient/"+pid, nil), 200, "ld-team search").Total(); n != 0 {
+			t.Errorf("ld-team search under the refusal: total %d", n)
+		}
+		before := secMetric(t, s, "hjbroker_break_glass_total")
+
+		// Without a reason: refused, and nothing is disclosed.
+		r := s.DoAs("ld-team", "GET", "Observation/"+oid, nil, "X-Purpose-Of-Use: BTG")
+		wantOutcome(t, r, http.StatusForbidden, "")
+		if !strings.Contains(r.Str("issue.0.diagnostics"), "reason") {
+			t.Errorf("break-glass without a reason: %s", r.Raw)
+		}
+		// A client that may not claim BTG cannot break the glass.
+		wantOutcome(t, s.DoAs("gp", "GET", "Observation/"+oid, nil, "X-Purpose-Of-Use: BTG", "X-Break-Glass-Reason: unconscious"), http.StatusForbidden, "")
+
+		const reason = "collapsed in court cells, clinician needs observations"
+		btg := []string{"X-Purpose-Of-Use: http://terminology.hl7.org/CodeSystem/v3-ActReason|BTG", "X-Break-Glass-Reason: " + reason}
+		secWant(t, s.DoAs("ld-team", "GET", "Observation/"+oid, nil, btg...), 200, "break-glass read")
+		if got := secWant(t, s.DoAs("ld-team", "GET", "Observation?subject=Patient/"+pid, nil, btg...), 200, "break-glass search").Total(); got != 1 {
+			t.Errorf("break-glass search total %d, want 1", got)
+		}
+		// The override is per request: the next ordinary request is refused again.
+		secWant(t, s.DoAs("ld-team", "GET", "Observation/"+oid, nil), 404, "ld-team after break-glass")
+
+		if after := secMetric(t, s, "hjbroker_break_glass_total"); after-before != 2 {
+			t.Errorf("hjbroker_break_glass_total went from %v to %v, want +2", before, after)
+		}
+		alerts := secAuditEvents(t, s, "action=break-glass", 2)
+		if alerts.Total() != 2 {
+			t.Fatalf("break-glass AuditEvents: %d, want 2: %s", alerts.Total(), alerts.Raw)
+		}
+		for _, e := range alerts.Entries() {
+			ae := apptest.Get(e, "resource")
+			raw := secJSON(t, ae)
+			if !strings.Contains(raw, reason) || !strings.Contains(raw, "Patient/"+pid) || !strings.Contains(raw, `"break-glass"`) {
+				t.Errorf("break-glass AuditEvent lacks the reason, patient or marker: %s", raw)
+			}
+			if apptest.Get(ae, "agent.0.who.identifier.value") != "ld-team" || apptest.Get(ae, "purposeOfEvent.0.coding.0.code") != "BTG" {
+				t.Errorf("break-glass AuditEvent agent or purpose: %s", raw)
+			}
+		}
+		// Ordinary reads leave no alert.
+		if n := secAuditEvents(t, s, "action=break-glass&client=custody-hcp", 0).Total(); n != 0 {
+			t.Errorf("%d break-glass alerts for custody's ordinary work", n)
+		}
+	})
+}
+
+// secMetric reads one unlabelled sample from /metrics.
+func secMetric(t *testing.T, s *apptest.Server, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(s.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("no %s in /metrics", name)
+	}
+	v, err := strconv.ParseFloat(string(m[1]), 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
