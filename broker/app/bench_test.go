@@ -172,7 +172,24 @@ func benchServer(b *testing.B, dataDir string) (base string, client *http.Client
 		ts.Close()
 		node.Close()
 	})
-	return ts.URL + "/fhir", &http.Client{Transport: tr, Timeout: time.Minute}
+	// Requests go as the operator client, authenticated and audited like any other.
+	tok, err := node.Token(context.Background(), "operator")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return ts.URL + "/fhir", &http.Client{Transport: bearer{token: tok, next: tr}, Timeout: time.Minute}
+}
+
+// bearer adds an access token to every request.
+type bearer struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (t bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+t.token)
+	return t.next.RoundTrip(r)
 }
 
 // benchDo sends one request and drains the body; it returns the status and the body.

@@ -169,6 +169,46 @@ func disclose(ctx context.Context, s DisclosureSession, r *store.Resource) (*sto
 	return r, true, nil
 }
 
+// guardChange refuses a change to an existing resource the writer may not see, answering as
+// for an unknown one, so that no agency overwrites or deletes what it cannot read. A deleted
+// resource may be written again.
+func (e *Engine) guardChange(ctx context.Context, cur *store.Resource) error {
+	if cur == nil || cur.Deleted || e.cfg.Discloser == nil {
+		return nil
+	}
+	a, _ := ctx.Value(accessKey{}).(*Access)
+	if a == nil {
+		return nil
+	}
+	_, ok, err := disclose(ctx, e.cfg.Discloser.Session(ctx, a), cur)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errNotFound(cur.Type, cur.ID)
+	}
+	return nil
+}
+
+// hideDeletion decides on a deletion by the version before it: a requester who could not see
+// the resource is told it is unknown, not that it was deleted.
+func (e *Engine) hideDeletion(ctx context.Context, req *Request, del *store.Resource, notFound error) error {
+	sess := e.session(ctx, req)
+	if sess == nil {
+		return nil
+	}
+	prev, err := e.cfg.Store.VRead(ctx, del.Type, del.ID, del.Version-1)
+	if err != nil || prev.Deleted {
+		return notFound
+	}
+	if _, ok, err := disclose(ctx, sess, prev); err != nil {
+		return err
+	} else if !ok {
+		return notFound
+	}
+	return nil
+}
+
 // savedSearchID names a saved result list after the client it was computed for, so no other
 // client can page through it.
 func savedSearchID(req *Request, id string) string {

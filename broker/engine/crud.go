@@ -180,6 +180,9 @@ func (e *Engine) read(ctx context.Context, req *Request, typ, id string) (*Respo
 		return nil, err
 	}
 	if res.Deleted {
+		if err := e.hideDeletion(ctx, req, res, outcome.New(http.StatusNotFound, "not-found", "%s/%s is not known", typ, id)); err != nil {
+			return &Response{Interaction: "read"}, err
+		}
 		r := errorResponse(outcome.New(http.StatusGone, "deleted", "%s/%s was deleted (version %d)", typ, id, res.Version))
 		r.Interaction = "read"
 		r.setHeader("ETag", etag(res.Version))
@@ -198,6 +201,10 @@ func (e *Engine) readResponse(ctx context.Context, req *Request, res *store.Reso
 		return nil, err
 	}
 	if !ok {
+		if interaction == "vread" {
+			// As an unknown version would answer.
+			return &Response{Interaction: interaction}, outcome.New(http.StatusNotFound, "not-found", "%s/%s has no version %d", res.Type, res.ID, res.Version)
+		}
 		return &Response{Interaction: interaction}, errNotFound(res.Type, res.ID)
 	}
 	res = shown
@@ -244,6 +251,9 @@ func (e *Engine) vread(ctx context.Context, req *Request, typ, id string, v int6
 		return nil, err
 	}
 	if res.Deleted {
+		if err := e.hideDeletion(ctx, req, res, outcome.New(http.StatusNotFound, "not-found", "%s/%s has no version %d", typ, id, v)); err != nil {
+			return &Response{Interaction: "vread"}, err
+		}
 		return &Response{Interaction: "vread"}, outcome.New(http.StatusGone, "deleted", "version %d of %s/%s is a deletion", v, typ, id)
 	}
 	return e.readResponse(ctx, req, res, "vread")
@@ -334,6 +344,9 @@ func ifMatchVersion(h http.Header) (int64, error) {
 // version. Updating a resource that does not exist creates it with the client's id (201).
 func (e *Engine) updateIn(ctx context.Context, tx store.Tx, typ, id string, res map[string]any, ifMatch int64, method string) (*store.Resource, int, error) {
 	cur, err := currentOrNil(ctx, tx, typ, id)
+	if err == nil {
+		err = e.guardChange(ctx, cur)
+	}
 	if err != nil {
 		return nil, 0, err
 	}
@@ -458,6 +471,9 @@ func (e *Engine) patchIn(ctx context.Context, tx store.Tx, typ, id string, p jso
 	if cur == nil {
 		return nil, outcome.New(http.StatusNotFound, "not-found", "%s/%s is not known", typ, id)
 	}
+	if err := e.guardChange(ctx, cur); err != nil {
+		return nil, err
+	}
 	if cur.Deleted {
 		return nil, outcome.New(http.StatusGone, "deleted", "%s/%s was deleted", typ, id)
 	}
@@ -517,6 +533,9 @@ func (e *Engine) deleteIn(ctx context.Context, tx store.Tx, typ, id string, ifMa
 	}
 	if cur == nil {
 		return nil, outcome.New(http.StatusNotFound, "not-found", "%s/%s is not known", typ, id)
+	}
+	if err := e.guardChange(ctx, cur); err != nil {
+		return nil, err
 	}
 	if ifMatch != 0 && cur.Version != ifMatch {
 		return nil, outcome.New(http.StatusPreconditionFailed, "conflict", "If-Match asked for version %d of %s/%s, which is at version %d", ifMatch, typ, id, cur.Version)

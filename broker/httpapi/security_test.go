@@ -425,3 +425,222 @@ func secMetric(t *testing.T, s *apptest.Server, name string) float64 {
 	}
 	return v
 }
+
+func TestSecurityAccessCheck(t *testing.T) {
+	t.Parallel()
+	apptest.ForEachBackend(t, func(t *testing.T, s *apptest.Server) {
+		pid := secCreateAs(t, s, "custody-hcp", "Patient", secPatient("9000000092", "Explained"))
+		secCreateAs(t, s, "custody-hcp", "Observation", secObservation(pid))
+		secCreateAs(t, s, "ld-team", "Composition", secCourtReport(pid, ""))
+		check := func(client string) map[string]secClass {
+			t.Helper()
+			r := secWant(t, s.DoAs(client, "GET", "Patient/"+pid+"/$access-check?agency=court&purpose=HLEGAL", nil), 200, client+" $access-check")
+			if r.Str("resourceType") != "Parameters" {
+				t.Fatalf("$access-check answered %s", r.Raw)
+			}
+			return secClasses(r)
+		}
+		sees := func(path string) bool {
+			return s.DoAs("court", "GET", path, nil).Status == 200
+		}
+		courtView := func() map[string]bool {
+			return map[string]bool{
+				"Patient":     sees("Patient/" + pid),
+				"Composition": s.DoAs("court", "GET", "Composition?subject=Patient/"+pid, nil).Want(t, 200).Total() == 1,
+			}
+		}
+
+		before := check("operator")
+		for _, typ := range []string{"Patient", "Composition", "Observation"} {
+			if before[typ].outcome != "withheld" {
+				t.Errorf("without consent %s: %+v", typ, before[typ])
+			}
+		}
+		if !before["Patient"].says("consent", "court-reports") {
+			t.Errorf("Patient withheld without naming the consent requirement: %v", before["Patient"].reasons)
+		}
+		if !before["Observation"].says("rule", "court-reports") {
+			t.Errorf("Observation withheld without naming the sharing rule: %v", before["Observation"].reasons)
+		}
+		for typ, seen := range courtView() {
+			if seen {
+				t.Errorf("the court sees the %s that $access-check says is withheld", typ)
+			}
+		}
+
+		cid := secCreateAs(t, s, "custody-hcp", "Consent", secJSON(t, secConsent(pid, "OPTIN", "permit", "court", "court", "HLEGAL")))
+		after := check("operator")
+		for typ, want := range map[string]string{"Patient": "shared", "Composition": "shared", "Observation": "withheld"} {
+			if after[typ].outcome != want {
+				t.Errorf("with consent %s: %+v, want %s", typ, after[typ], want)
+			}
+		}
+		if !after["Patient"].says("consent", "Consent/"+cid) || !after["Composition"].says("consent", "Consent/"+cid) {
+			t.Errorf("shared classes do not cite the Consent: %v / %v", after["Patient"].reasons, after["Composition"].reasons)
+		}
+		if !after["Observation"].says("rule", "court-reports") {
+			t.Errorf("Observation withheld without naming the rule: %v", after["Observation"].reasons)
+		}
+		for typ, seen := range courtView() {
+			if seen != (after[typ].outcome == "shared") {
+				t.Errorf("court sees %s: %v, but $access-check says %s", typ, seen, after[typ].outcome)
+			}
+		}
+		// An agency may ask about itself, and gets the same answer.
+		self := check("court")
+		for typ, c := range after {
+			if self[typ].outcome != c.outcome {
+				t.Errorf("court asking about itself, %s: %s, operator was told %s", typ, self[typ].outcome, c.outcome)
+			}
+		}
+		// ... but not about another agency.
+		r := s.DoAs("court", "GET", "Patient/"+pid+"/$access-check?agency=ld-team&purpose=TREAT", nil)
+		wantOutcome(t, r, http.StatusForbidden, "")
+		wantOutcome(t, s.Do("GET", "Patient/"+pid+"/$access-check?agency=court", nil), http.StatusBadRequest, "")
+		wantOutcome(t, s.Do("GET", "Patient/"+pid+"/$access-check?agency=nobody&purpose=HLEGAL", nil), http.StatusBadRequest, "agency")
+	})
+}
+
+// secClass is one class of an $access-check answer.
+type secClass struct {
+	outcome string
+	reasons []string
+}
+
+// says reports whether a reason of kind names id.
+func (c secClass) says(kind, id string) bool {
+	return slices.ContainsFunc(c.reasons, func(r string) bool { return strings.HasPrefix(r, kind+" "+id+":") })
+}
+
+// secClasses reads the classes of an $access-check Parameters, by type (unlabelled classes).
+func secClasses(r *apptest.Result) map[string]secClass {
+	out := map[string]secClass{}
+	params, _ := r.JSON["parameter"].([]any)
+	for _, p := range params {
+		if apptest.Get(p, "name") != "class" {
+			continue
+		}
+		var typ string
+		var c secClass
+		parts, _ := apptest.Get(p, "part").([]any)
+		for _, part := range parts {
+			switch apptest.Get(part, "name") {
+			case "type":
+				typ, _ = apptest.Get(part, "valueCode").(string)
+			case "outcome":
+				c.outcome, _ = apptest.Get(part, "valueString").(string)
+			case "reason":
+				why, _ := apptest.Get(part, "valueString").(string)
+				c.reasons = append(c.reasons, why)
+			}
+		}
+		out[typ] = c
+	}
+	return out
+}
+
+func TestSecurityBadConsent(t *testing.T) {
+	t.Parallel()
+	apptest.ForEachBackend(t, func(t *testing.T, s *apptest.Server) {
+		pid := secCreateAs(t, s, "custody-hcp", "Patient", secPatient("9000000106", "Consenting"))
+		base := func() map[string]any { return secConsent(pid, "OPTIN", "permit", "court", "court", "HLEGAL") }
+		cases := []struct {
+			name string
+			edit func(c map[string]any)
+			expr string
+		}{
+			{"unknown action", func(c map[string]any) {
+				c["provision"].(map[string]any)["action"] = []any{map[string]any{"coding": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/consentaction", "code": "sell"}}}}
+			}, "Consent.provision.action[0].coding[0].code"},
+			{"period ends before it starts", func(c map[string]any) {
+				c["provision"].(map[string]any)["period"] = map[string]any{"start": "2025-06-01", "end": "2025-01-01"}
+			}, "Consent.provision.period"},
+			{"nested provision without type", func(c map[string]any) {
+				c["provision"].(map[string]any)["provision"] = []any{map[string]any{"purpose": []any{map[string]any{"system": secActReasonSystem, "code": "TREAT"}}}}
+			}, "Consent.provision.provision[0].type"},
+			{"unknown purpose", func(c map[string]any) {
+				c["provision"].(map[string]any)["purpose"] = []any{map[string]any{"system": secActReasonSystem, "code": "GOSSIP"}}
+			}, "Consent.provision.purpose[0].code"},
+			{"unresolvable actor", func(c map[string]any) {
+				c["provision"].(map[string]any)["actor"] = []any{map[string]any{
+					"role":      map[string]any{"coding": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}}},
+					"reference": map[string]any{"reference": "Practitioner/someone"},
+				}}
+			}, "Consent.provision.actor[0].reference"},
+		}
+		for _, c := range cases {
+			body := base()
+			c.edit(body)
+			r := s.DoAs("custody-hcp", "POST", "Consent", secJSON(t, body))
+			t.Run(c.name, func(t *testing.T) { wantOutcome(t, r, http.StatusUnprocessableEntity, c.expr) })
+		}
+		// The same checks guard updates, and nothing invalid was stored.
+		good := base()
+		cid := secCreateAs(t, s, "custody-hcp", "Consent", secJSON(t, good))
+		good["id"] = cid
+		good["provision"].(map[string]any)["period"] = map[string]any{"start": "2025-06-01", "end": "2025-01-01"}
+		wantOutcome(t, s.DoAs("custody-hcp", "PUT", "Consent/"+cid, secJSON(t, good)), http.StatusUnprocessableEntity, "Consent.provision.period")
+		if n := s.Do("GET", "Consent?patient=Patient/"+pid, nil).Want(t, 200).Total(); n != 1 {
+			t.Errorf("%d Consents stored, want only the valid one", n)
+		}
+	})
+}
+
+func TestSecurityNoExistenceLeak(t *testing.T) {
+	t.Parallel()
+	apptest.ForEachBackend(t, func(t *testing.T, s *apptest.Server) {
+		pid := secCreateAs(t, s, "custody-hcp", "Patient", secPatient("9000000114", "Unseen"))
+		oid := secCreateAs(t, s, "custody-hcp", "Observation", secObservation(pid))
+		flag := secCreateAs(t, s, "custody-hcp", "Flag", `{"resourceType":"Flag","status":"active","code":{"text":"Self-harm risk"},"subject":{"reference":"Patient/`+pid+`"}}`)
+		gone := secCreateAs(t, s, "custody-hcp", "Patient", secPatient("9000000122", "Deleted"))
+		secWant(t, s.DoAs("custody-hcp", "DELETE", "Patient/"+gone, nil), 204, "custody deleting a Patient")
+		// The person refuses sharing with L&D, so ld-team (which has the scopes) may not see.
+		secCreateAs(t, s, "custody-hcp", "Consent", secJSON(t, secConsent(pid, "OPTOUT", "deny", "liaison-diversion", "ld-team")))
+		const missing = "00000000-0000-4000-8000-000000000000"
+
+		same := func(t *testing.T, client, hidden, absent string, hiddenID, absentID string) {
+			t.Helper()
+			a := s.DoAs(client, "GET", hidden, nil)
+			b := s.DoAs(client, "GET", absent, nil)
+			if a.Status != b.Status || a.Status < 400 {
+				t.Errorf("%s: %s answers %d, %s answers %d", client, hidden, a.Status, absent, b.Status)
+				return
+			}
+			ta := strings.ReplaceAll(string(a.Raw), hiddenID, "ID")
+			tb := strings.ReplaceAll(string(b.Raw), absentID, "ID")
+			if ta != tb {
+				t.Errorf("%s: the answers differ:\n hidden: %s\n absent: %s", client, a.Raw, b.Raw)
+			}
+			for _, h := range []string{"ETag", "Last-Modified", "Location"} {
+				if a.Header.Get(h) != b.Header.Get(h) {
+					t.Errorf("%s %s: header %s %q vs %q", client, hidden, h, a.Header.Get(h), b.Header.Get(h))
+				}
+			}
+		}
+		for _, c := range []struct{ client, hidden, absent, hid string }{
+			{"court", "Patient/" + pid, "Patient/" + missing, pid},
+			{"court", "Patient/" + pid + "/_history/1", "Patient/" + missing + "/_history/1", pid},
+			{"court", "Patient/" + pid + "/$everything", "Patient/" + missing + "/$everything", pid},
+			{"court", "Patient/" + gone, "Patient/" + missing, gone},
+			{"court", "Observation/" + oid, "Observation/" + missing, oid},
+			{"probation", "Patient/" + pid, "Patient/" + missing, pid},
+			{"ld-team", "Observation/" + oid, "Observation/" + missing, oid},
+			{"ld-team", "Observation/" + oid + "/_history/1", "Observation/" + missing + "/_history/1", oid},
+			{"ld-team", "Flag/" + flag, "Flag/" + missing, flag},
+			{"ld-team", "Patient/" + pid, "Patient/" + missing, pid},
+		} {
+			t.Run(c.client+" "+c.hidden, func(t *testing.T) { same(t, c.client, c.hidden, c.absent, c.hid, missing) })
+		}
+		// A client that may write the type still cannot overwrite or delete what it may not see.
+		upd := `{"resourceType":"Flag","id":"` + flag + `","status":"inactive","code":{"text":"overwritten"},"subject":{"reference":"Patient/` + pid + `"}}`
+		if r := s.DoAs("ld-team", "PUT", "Flag/"+flag, upd); r.Status < 400 {
+			t.Errorf("ld-team overwrote a Flag it may not see: %d %s", r.Status, r.Raw)
+		}
+		if r := s.DoAs("ld-team", "DELETE", "Flag/"+flag, nil); r.Status < 400 && r.Status != 204 || r.Status == 204 && s.Do("GET", "Flag/"+flag, nil).Status != 200 {
+			t.Errorf("ld-team deleted a Flag it may not see: %d %s", r.Status, r.Raw)
+		}
+		if got := s.Do("GET", "Flag/"+flag, nil).Want(t, 200); got.Str("code.text") != "Self-harm risk" || got.Str("meta.versionId") != "1" {
+			t.Errorf("the hidden Flag changed: %s", got.Raw)
+		}
+	})
+}

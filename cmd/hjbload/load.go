@@ -109,8 +109,9 @@ type dataset struct {
 
 // client sends FHIR requests to one base URL.
 type client struct {
-	base string
-	http *http.Client
+	base  string
+	http  *http.Client
+	token string // bearer token sent with every request
 }
 
 func newClient(base string, conns int, timeout time.Duration) *client {
@@ -139,6 +140,9 @@ func (c *client) do(ctx context.Context, method, path string, body []byte) (int,
 		return 0, nil, err
 	}
 	req.Header.Set("Accept", "application/fhir+json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/fhir+json")
 	}

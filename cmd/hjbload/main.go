@@ -39,6 +39,8 @@ type options struct {
 	rate       float64
 	seedLimit  time.Duration
 	seedForced bool // --seed given explicitly
+	token      string
+	client     string
 }
 
 func main() {
@@ -57,6 +59,8 @@ func parseFlags(args []string) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("hjbload", flag.ContinueOnError)
 	fs.StringVar(&o.target, "target", "", "FHIR base URL of a running broker on loopback (default: start a node in process)")
+	fs.StringVar(&o.token, "token", "", "access token for --target (e.g. from `hjbroker token --client operator`); the in-process node mints its own")
+	fs.StringVar(&o.client, "client", "operator", "configured client whose token the in-process node mints")
 	fs.StringVar(&o.dataDir, "data-dir", "", "data directory of the in-process node (default: a temporary directory, removed at exit)")
 	fs.IntVar(&o.seed, "seed", 100000, "resources to seed before the run (Patients and Observations in transaction Bundles); 0 uses what the store holds")
 	fs.IntVar(&o.seedConns, "seed-conns", 2, "concurrent clients while seeding")
@@ -136,11 +140,15 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 		defer shutdown()
 		base = "http://" + addr + "/fhir"
-		fmt.Fprintf(out, "in-process broker %s (%s store) at %s\n", app.Version, node.Store.Backend(), base)
+		fmt.Fprintf(out, "in-process broker %s (%s store) at %s, requests as client %q\n", app.Version, node.Store.Backend(), base, o.client)
+		if o.token, err = node.Token(ctx, o.client); err != nil {
+			return err
+		}
 	} else if err := checkLoopback(base); err != nil {
 		return err
 	}
 	c := newClient(base, o.conns+o.seedConns, o.timeout)
+	c.token = o.token
 	mem := newMemProbe(c, base)
 	gen := generator{run: runTag()}
 
