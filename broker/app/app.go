@@ -239,6 +239,7 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 		Validator:  val,
 		Validation: engine.Validation{Mode: cfg.Validation, AllowedProfiles: cfg.AllowedProfiles},
 		Discloser:  access.New(pol, n.Store, params),
+		Security:   smartSecurity(cfg.PublicBase),
 		Operations: map[string]engine.Operation{
 			engine.OperationKey("Patient", true, "access-check"): accessCheck(n.Config, pol, n.Store),
 			engine.OperationKey("", false, "process-message"):    processMessage(n),
@@ -285,6 +286,24 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 	}
 	n.Handler = httpapi.New(hc)
 	return n, nil
+}
+
+// smartSecurity describes SMART Backend Services in CapabilityStatement.rest.security.
+func smartSecurity(publicBase string) map[string]any {
+	sec := map[string]any{
+		"cors": false,
+		"service": []any{map[string]any{"coding": []any{map[string]any{
+			"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}}}},
+		"description": "SMART Backend Services: client_credentials with a private_key_jwt assertion (RS384, ES384, RS512) " +
+			"at /oauth2/token; SMART v2 system scopes; see .well-known/smart-configuration.",
+	}
+	if root := strings.TrimSuffix(strings.TrimSuffix(publicBase, "/"), "/fhir"); root != "" {
+		sec["extension"] = []any{map[string]any{
+			"url":       "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+			"extension": []any{map[string]any{"url": "token", "valueUri": root + auth.TokenPath}},
+		}}
+	}
+	return sec
 }
 
 // Token mints an access token for a configured client, for operators and tests.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"sort"
+	"strings"
 
 	"github.com/hjbroker/hjbroker/broker/store"
 )
@@ -70,9 +71,12 @@ func (e *Engine) capabilities(req *Request) (*Response, error) {
 		if len(revincludes) > 0 {
 			r["searchRevInclude"] = revincludes
 		}
+		ops := []any{map[string]any{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}}
 		if t == "Patient" {
-			r["operation"] = []any{map[string]any{"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}}
+			ops = append(ops, map[string]any{"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"})
 		}
+		ops = append(ops, e.extraOperations(t)...)
+		r["operation"] = ops
 		resources = append(resources, r)
 	}
 	cs := map[string]any{
@@ -88,19 +92,53 @@ func (e *Engine) capabilities(req *Request) (*Response, error) {
 		"fhirVersion": "4.0.1",
 		"format":      []any{"application/fhir+json", "json"},
 		"patchFormat": []any{"application/json-patch+json"},
-		"rest": []any{map[string]any{
-			"mode":     "server",
-			"resource": resources,
-			"interaction": []any{
-				map[string]any{"code": "transaction"}, map[string]any{"code": "batch"},
-				map[string]any{"code": "search-system"}, map[string]any{"code": "history-system"},
-			},
-		}},
+		"rest": []any{e.restElement(resources)},
 	}
 	return &Response{Status: http.StatusOK, Resource: cs, Interaction: "capabilities"}, nil
 }
 
 func (e *Engine) storeName() string { return e.cfg.Store.Backend() }
+
+// restElement assembles CapabilityStatement.rest: the resources, system interactions, the
+// system-level operations registered with the engine and the security service.
+func (e *Engine) restElement(resources []any) map[string]any {
+	rest := map[string]any{
+		"mode":     "server",
+		"resource": resources,
+		"interaction": []any{
+			map[string]any{"code": "transaction"}, map[string]any{"code": "batch"},
+			map[string]any{"code": "search-system"}, map[string]any{"code": "history-system"},
+		},
+	}
+	if ops := e.extraOperations(""); len(ops) > 0 {
+		rest["operation"] = ops
+	}
+	if e.cfg.Security != nil {
+		rest["security"] = e.cfg.Security
+	}
+	return rest
+}
+
+// extraOperations lists the registered operations of a type ("" for system level).
+func (e *Engine) extraOperations(typ string) []any {
+	var names []string
+	for key := range e.cfg.Operations {
+		t, rest, _ := strings.Cut(key, "/")
+		if strings.HasPrefix(key, "$") {
+			t, rest = "", key
+		}
+		if t != typ {
+			continue
+		}
+		names = append(names, rest[strings.LastIndex(rest, "$")+1:])
+	}
+	sort.Strings(names)
+	out := make([]any, 0, len(names))
+	for _, n := range names {
+		out = append(out, map[string]any{"name": n, "definition": "https://hjbroker.dev/fhir/OperationDefinition/" + n})
+	}
+	return out
+}
 
 // everything returns the patient and what refers to them, plus what those resources refer to
 // (practitioners, organisations, encounters, medications).

@@ -71,6 +71,8 @@ type Config struct {
 	Types   Types
 	// Discloser, when set, filters what authenticated requests may see.
 	Discloser Discloser
+	// Security is the CapabilityStatement.rest.security element describing authentication.
+	Security map[string]any
 	// Operations adds named operations, keyed by operationKey ("Patient/{id}/$access-check").
 	Operations map[string]Operation
 	// Searches serves type-level searches of types kept outside the resource store

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/hjbroker/hjbroker/broker/access"
 	"github.com/hjbroker/hjbroker/broker/audit"
 	"github.com/hjbroker/hjbroker/broker/auth"
 	"github.com/hjbroker/hjbroker/broker/engine"
@@ -159,7 +161,17 @@ func (s *server) record(c *gin.Context, acc *engine.Access, resp *engine.Respons
 		e.ClientID, e.AgencyID, e.AgencyODS, e.Purpose = acc.ClientID, acc.AgencyID, acc.AgencyODS, acc.Purpose
 		e.BreakGlassReason = acc.BreakGlass
 	}
-	if ref, ok := instanceRef(c.Request.URL.Path); ok {
+	if resp.Status < 400 && (e.Action == audit.ActionCreate || e.Action == audit.ActionUpdate || e.Action == audit.ActionPatch) {
+		// A write is about the resource it stored (named by Location) and that resource's
+		// patient, so that the trail finds writes by patient too.
+		if ref, ok := instanceRef(locationPath(resp.Header.Get("Location"))); ok && ref.Type != "Patient" {
+			e.Resources = append(e.Resources, ref)
+		}
+		if p := writtenPatient(resp); p != "" && len(e.Patients) == 0 {
+			e.Patients = []string{p}
+		}
+	}
+	if ref, ok := instanceRef(c.Request.URL.Path); ok && !slices.Contains(e.Resources, ref) {
 		e.Resources = append(e.Resources, ref)
 		if ref.Type == "Patient" && len(e.Patients) == 0 && resp.Status < 400 {
 			e.Patients = []string{"Patient/" + ref.ID}
@@ -230,4 +242,26 @@ func instanceRef(path string) (audit.Ref, bool) {
 		ref.Version = parts[3]
 	}
 	return ref, true
+}
+
+// locationPath is the path of a Location header's URL, from /fhir on.
+func locationPath(loc string) string {
+	if i := strings.Index(loc, "/fhir/"); i >= 0 {
+		return loc[i:]
+	}
+	return ""
+}
+
+// writtenPatient names the patient of the resource a write returned, or "".
+func writtenPatient(resp *engine.Response) string {
+	res := resp.Resource
+	if res == nil && len(resp.Body) > 0 {
+		if err := json.Unmarshal(resp.Body, &res); err != nil {
+			return ""
+		}
+	}
+	if res == nil || res["resourceType"] == "OperationOutcome" {
+		return ""
+	}
+	return access.PatientOf(res)
 }

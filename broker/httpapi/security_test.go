@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hjbroker/hjbroker/broker/app"
 	"github.com/hjbroker/hjbroker/broker/app/apptest"
@@ -643,4 +644,131 @@ func TestSecurityNoExistenceLeak(t *testing.T) {
 			t.Errorf("the hidden Flag changed: %s", got.Raw)
 		}
 	})
+}
+
+func TestSecurityAudit(t *testing.T) {
+	t.Parallel()
+	apptest.ForEachBackend(t, func(t *testing.T, s *apptest.Server) {
+		start := time.Now().UTC().Add(-time.Second)
+		pid := secCreateAs(t, s, "custody-hcp", "Patient", secPatient("9000000130", "Audited"))
+		secWant(t, s.DoAs("custody-hcp", "GET", "Patient/"+pid, nil), 200, "read")
+		secWant(t, s.DoAs("custody-hcp", "GET", "Patient?_id="+pid, nil), 200, "search")
+		secCreateAs(t, s, "custody-hcp", "Observation", secObservation(pid))
+		wantOutcome(t, s.DoAs("court", "POST", "Observation", secObservation(pid)), http.StatusForbidden, "")
+		wantOutcome(t, s.DoAs("court", "GET", "Patient/"+pid, nil), http.StatusNotFound, "")
+		wantOutcome(t, s.Do("GET", "Patient/"+pid, nil, "Authorization: Bearer forged"), http.StatusUnauthorized, "")
+
+		// Every request left an event: by client, with its action and outcome.
+		custody := secAuditEvents(t, s, "client=custody-hcp", 4)
+		actions := map[string]int{}
+		for _, e := range custody.Entries() {
+			actions[secAuditAction(apptest.Get(e, "resource"))]++
+		}
+		for _, a := range []string{"create", "read", "search"} {
+			if actions[a] == 0 {
+				t.Errorf("no %s event for custody-hcp: %v", a, actions)
+			}
+		}
+		if actions["create"] != 2 {
+			t.Errorf("custody-hcp create events: %d, want 2 (%v)", actions["create"], actions)
+		}
+		court := secAuditEvents(t, s, "agency=court", 2)
+		var denied, notFound bool
+		for _, e := range court.Entries() {
+			ae := apptest.Get(e, "resource")
+			desc, _ := apptest.Get(ae, "outcomeDesc").(string)
+			switch {
+			case strings.Contains(desc, "403"):
+				denied = apptest.Get(ae, "outcome") != "0"
+			case strings.Contains(desc, "404"):
+				notFound = true
+			}
+			if apptest.Get(ae, "agent.1.who.identifier.value") != "XCRT01" {
+				t.Errorf("court event without the court's ODS code: %s", secJSON(t, ae))
+			}
+		}
+		if !denied || !notFound {
+			t.Errorf("court events: denial %v, not-found read %v: %s", denied, notFound, court.Raw)
+		}
+		if n := secAuditEvents(t, s, "action=denial", 2).Total(); n < 2 {
+			t.Errorf("denial events: %d, want the 401 and the 403", n)
+		}
+		// By patient: the read, the search that returned them, and the writes about them.
+		byPatient := secAuditEvents(t, s, "patient=Patient/"+pid, 4)
+		pa := map[string]int{}
+		for _, e := range byPatient.Entries() {
+			pa[secAuditAction(apptest.Get(e, "resource"))]++
+		}
+		for _, a := range []string{"read", "search", "create"} {
+			if pa[a] == 0 {
+				t.Errorf("no %s event found by patient: %v", a, pa)
+			}
+		}
+		// By date: everything is after start; nothing before it.
+		if n := secAuditEvents(t, s, "date=ge"+start.Format(time.RFC3339)+"&client=custody-hcp", 4).Total(); n != custody.Total() {
+			t.Errorf("date=ge start: %d events, by client %d", n, custody.Total())
+		}
+		if n := secAuditEvents(t, s, "date=lt"+start.Format(time.RFC3339), 0).Total(); n != 0 {
+			t.Errorf("date=lt start: %d events", n)
+		}
+		wantOutcome(t, s.Do("GET", "AuditEvent?colour=red", nil), http.StatusBadRequest, "colour")
+		// Agencies do not read the trail.
+		wantOutcome(t, s.DoAs("court", "GET", "AuditEvent?agency=court", nil), http.StatusForbidden, "")
+
+		// Let the trail settle, then verify, tamper and verify again.
+		settled := secAuditEvents(t, s, "", 0).Total()
+		for range 50 {
+			time.Sleep(20 * time.Millisecond)
+			n := secAuditEvents(t, s, "_count=0", 0).Total()
+			if n == settled+1 { // only the counting search itself was added
+				break
+			}
+			settled = n
+		}
+		if ok, brk, _ := secVerify(t, s); !ok {
+			t.Fatalf("untouched trail does not verify: %s", brk)
+		}
+		db := s.Node.Store.DB()
+		var first, last int64
+		if err := db.QueryRow(`SELECT MIN(seq), MAX(seq) FROM audit_events`).Scan(&first, &last); err != nil {
+			t.Fatal(err)
+		}
+		if last-first < 6 {
+			t.Fatalf("only %d audit rows", last-first+1)
+		}
+		edited, removed := first+2, first+4
+		res, err := db.Exec(s.Node.Store.Rebind(`UPDATE audit_events SET body = REPLACE(body, '"outcome":"0"', '"outcome":"8"') WHERE seq = ?`), edited)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			t.Fatalf("edited %d rows", n)
+		}
+		if _, err := db.Exec(s.Node.Store.Rebind(`DELETE FROM audit_events WHERE seq = ?`), removed); err != nil {
+			t.Fatal(err)
+		}
+		ok, brk, seq := secVerify(t, s)
+		if ok || seq != edited {
+			t.Fatalf("after editing seq %d and deleting seq %d: ok=%v, first break %q", edited, removed, ok, brk)
+		}
+		// With the edit undone, the deletion is the first break.
+		if _, err := db.Exec(s.Node.Store.Rebind(`UPDATE audit_events SET body = REPLACE(body, '"outcome":"8"', '"outcome":"0"') WHERE seq = ?`), edited); err != nil {
+			t.Fatal(err)
+		}
+		if ok, brk, seq := secVerify(t, s); ok || seq != removed {
+			t.Errorf("after deleting seq %d: ok=%v, first break %q", removed, ok, brk)
+		}
+	})
+}
+
+// secAuditAction reads the broker action code of an AuditEvent.
+func secAuditAction(ae any) string {
+	subs, _ := apptest.Get(ae, "subtype").([]any)
+	for _, s := range subs {
+		if apptest.Get(s, "system") == "https://hjbroker.dev/fhir/CodeSystem/audit-action" {
+			c, _ := apptest.Get(s, "code").(string)
+			return c
+		}
+	}
+	return ""
 }
