@@ -19,7 +19,8 @@ import (
 
 // accessCheck serves GET /fhir/Patient/{id}/$access-check?agency=ID&purpose=CODE: what the
 // agency would see of the patient for the purpose, and why, from the same policy engine that
-// enforces disclosure. Operators may ask about any agency; an agency only about itself.
+// enforces disclosure. Operators may ask about any agency (and, with client=ID, one of its
+// clients); an agency only about itself, answered for the asking client.
 func accessCheck(cfg *config.Config, pol *policy.Engine, st store.Store) engine.Operation {
 	return func(ctx context.Context, req *engine.Request, typ, id string) (*engine.Response, error) {
 		if req.Method != http.MethodGet {
@@ -36,6 +37,17 @@ func accessCheck(cfg *config.Config, pol *policy.Engine, st store.Store) engine.
 		ag, ok := cfg.Agency(agencyID)
 		if !ok {
 			return nil, outcome.At(http.StatusBadRequest, "value", "agency", "no agency has id %q", agencyID)
+		}
+		// An agency is answered for the client asking, whose scopes and purposes also limit what
+		// it sees; operators may name one with client=, or get the agency-level answer.
+		clientID := req.Query.Get("client")
+		if a := req.Access; a != nil && a.AgencyKind != config.KindBroker {
+			clientID = a.ClientID
+		}
+		if clientID != "" {
+			if _, cag, ok := cfg.Client(clientID); !ok || cag.ID != ag.ID {
+				return nil, outcome.At(http.StatusBadRequest, "value", "client", "agency %s has no client %q", ag.ID, clientID)
+			}
 		}
 		pat, err := st.Current(ctx, "Patient", id)
 		if err != nil || pat.Deleted {
@@ -56,8 +68,16 @@ func accessCheck(cfg *config.Config, pol *policy.Engine, st store.Store) engine.
 				consents = append(consents, m)
 			}
 		}
+		// An agency learns nothing about a patient it may not see: answer as for an unknown one.
+		if a := req.Access; a != nil && a.AgencyKind != config.KindBroker {
+			d := pol.Decide(policy.Request{Agency: policy.Agency{ID: ag.ID, Kind: ag.Kind, ODS: ag.ODS}, ClientID: clientID, Purpose: a.Purpose}, candidates[0], consents)
+			if !d.Permit {
+				return nil, outcome.New(http.StatusNotFound, "not-found", "Patient/%s is not known", id)
+			}
+		}
 		report := pol.Explain(policy.Request{
 			Agency:     policy.Agency{ID: ag.ID, Kind: ag.Kind, ODS: ag.ODS},
+			ClientID:   clientID,
 			Purpose:    purpose,
 			BreakGlass: req.Query.Get("reason"),
 		}, "Patient/"+id, candidates, consents)

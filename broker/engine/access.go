@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -169,23 +170,32 @@ func disclose(ctx context.Context, s DisclosureSession, r *store.Resource) (*sto
 	return r, true, nil
 }
 
-// guardChange refuses a change to an existing resource the writer may not see, answering as
+// guardWrite refuses a change to an existing resource the writer may not see, answering as
 // for an unknown one, so that no agency overwrites or deletes what it cannot read. A deleted
-// resource may be written again.
-func (e *Engine) guardChange(ctx context.Context, cur *store.Resource) error {
-	if cur == nil || cur.Deleted || e.cfg.Discloser == nil {
+// resource may be written again. It runs before the write transaction: deciding reads the
+// patient's Consents, which inside the transaction would need a second connection while the
+// transaction holds one.
+func (e *Engine) guardWrite(ctx context.Context, req *Request, typ, id string) error {
+	sess := e.session(ctx, req)
+	if sess == nil || typ == "" || id == "" {
 		return nil
 	}
-	a, _ := ctx.Value(accessKey{}).(*Access)
-	if a == nil {
+	cur, err := e.cfg.Store.Current(ctx, typ, id)
+	if errors.Is(err, store.ErrNotFound) {
 		return nil
 	}
-	_, ok, err := disclose(ctx, e.cfg.Discloser.Session(ctx, a), cur)
+	if err != nil {
+		return err
+	}
+	if cur.Deleted {
+		return nil
+	}
+	_, ok, err := disclose(ctx, sess, cur)
 	if err != nil {
 		return err
 	}
 	if !ok {
-		return errNotFound(cur.Type, cur.ID)
+		return errNotFound(typ, id)
 	}
 	return nil
 }

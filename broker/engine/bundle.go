@@ -225,6 +225,11 @@ func (e *Engine) transaction(ctx context.Context, req *Request, entries []*entry
 		if err := e.authorizeEntry(req, en); err != nil {
 			return &Response{Interaction: "transaction"}, entryErr(en, err)
 		}
+		if en.method == http.MethodPut || en.method == http.MethodPatch || en.method == http.MethodDelete {
+			if err := e.guardWrite(ctx, req, en.typ, en.id); err != nil {
+				return &Response{Interaction: "transaction"}, entryErr(en, err)
+			}
+		}
 	}
 	order := make([]*entry, len(entries))
 	copy(order, entries)

@@ -92,7 +92,7 @@ func (e *Engine) capabilities(req *Request) (*Response, error) {
 		"fhirVersion": "4.0.1",
 		"format":      []any{"application/fhir+json", "json"},
 		"patchFormat": []any{"application/json-patch+json"},
-		"rest": []any{e.restElement(resources)},
+		"rest":        []any{e.restElement(resources)},
 	}
 	return &Response{Status: http.StatusOK, Resource: cs, Interaction: "capabilities"}, nil
 }

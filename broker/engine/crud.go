@@ -315,6 +315,9 @@ func (e *Engine) update(ctx context.Context, req *Request, typ, id string) (*Res
 	if err != nil {
 		return &Response{Interaction: "update"}, err
 	}
+	if err := e.guardWrite(ctx, req, typ, id); err != nil {
+		return &Response{Interaction: "update"}, err
+	}
 	var out *store.Resource
 	var status int
 	err = e.writeTx(ctx, func(tx store.Tx) error {
@@ -344,9 +347,6 @@ func ifMatchVersion(h http.Header) (int64, error) {
 // version. Updating a resource that does not exist creates it with the client's id (201).
 func (e *Engine) updateIn(ctx context.Context, tx store.Tx, typ, id string, res map[string]any, ifMatch int64, method string) (*store.Resource, int, error) {
 	cur, err := currentOrNil(ctx, tx, typ, id)
-	if err == nil {
-		err = e.guardChange(ctx, cur)
-	}
 	if err != nil {
 		return nil, 0, err
 	}
@@ -422,6 +422,9 @@ func (e *Engine) patch(ctx context.Context, req *Request, typ, id string) (*Resp
 	if err != nil {
 		return &Response{Interaction: "patch"}, err
 	}
+	if err := e.guardWrite(ctx, req, typ, id); err != nil {
+		return &Response{Interaction: "patch"}, err
+	}
 	var out *store.Resource
 	err = e.writeTx(ctx, func(tx store.Tx) error {
 		target := id
@@ -471,9 +474,6 @@ func (e *Engine) patchIn(ctx context.Context, tx store.Tx, typ, id string, p jso
 	if cur == nil {
 		return nil, outcome.New(http.StatusNotFound, "not-found", "%s/%s is not known", typ, id)
 	}
-	if err := e.guardChange(ctx, cur); err != nil {
-		return nil, err
-	}
 	if cur.Deleted {
 		return nil, outcome.New(http.StatusGone, "deleted", "%s/%s was deleted", typ, id)
 	}
@@ -513,6 +513,9 @@ func (e *Engine) delete(ctx context.Context, req *Request, typ, id string) (*Res
 	if err != nil {
 		return &Response{Interaction: "delete"}, err
 	}
+	if err := e.guardWrite(ctx, req, typ, id); err != nil {
+		return &Response{Interaction: "delete"}, err
+	}
 	var out *store.Resource
 	err = e.writeTx(ctx, func(tx store.Tx) error {
 		var err error
@@ -533,9 +536,6 @@ func (e *Engine) deleteIn(ctx context.Context, tx store.Tx, typ, id string, ifMa
 	}
 	if cur == nil {
 		return nil, outcome.New(http.StatusNotFound, "not-found", "%s/%s is not known", typ, id)
-	}
-	if err := e.guardChange(ctx, cur); err != nil {
-		return nil, err
 	}
 	if ifMatch != 0 && cur.Version != ifMatch {
 		return nil, outcome.New(http.StatusPreconditionFailed, "conflict", "If-Match asked for version %d of %s/%s, which is at version %d", ifMatch, typ, id, cur.Version)

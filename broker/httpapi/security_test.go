@@ -487,13 +487,30 @@ func TestSecurityAccessCheck(t *testing.T) {
 				t.Errorf("court sees %s: %v, but $access-check says %s", typ, seen, after[typ].outcome)
 			}
 		}
-		// An agency may ask about itself, and gets the same answer.
+		// An agency may ask about itself, and is answered for its own client: the Consent is
+		// shareable with courts, but this client has no scope to read Consents.
 		self := check("court")
 		for typ, c := range after {
-			if self[typ].outcome != c.outcome {
-				t.Errorf("court asking about itself, %s: %s, operator was told %s", typ, self[typ].outcome, c.outcome)
+			want := c.outcome
+			if typ == "Consent" {
+				want = "withheld"
+				if !self[typ].says("scope", "court") {
+					t.Errorf("Consent withheld from the court client without naming its scopes: %v", self[typ].reasons)
+				}
+			}
+			if self[typ].outcome != want {
+				t.Errorf("court asking about itself, %s: %s, want %s", typ, self[typ].outcome, want)
 			}
 		}
+		if sees("Consent/"+cid) || after["Consent"].outcome != "shared" {
+			t.Errorf("Consent: the court client reads it %v; agency-level answer %q", sees("Consent/"+cid), after["Consent"].outcome)
+		}
+		// Operators may ask the same for one client; a client of another agency is refused.
+		op := secClasses(secWant(t, s.Do("GET", "Patient/"+pid+"/$access-check?agency=court&purpose=HLEGAL&client=court", nil), 200, "operator asking for a client"))
+		if op["Consent"].outcome != "withheld" || op["Patient"].outcome != "shared" {
+			t.Errorf("operator asking for the court client: %+v", op)
+		}
+		wantOutcome(t, s.Do("GET", "Patient/"+pid+"/$access-check?agency=court&purpose=HLEGAL&client=gp", nil), http.StatusBadRequest, "client")
 		// ... but not about another agency.
 		r := s.DoAs("court", "GET", "Patient/"+pid+"/$access-check?agency=ld-team&purpose=TREAT", nil)
 		wantOutcome(t, r, http.StatusForbidden, "")
@@ -639,6 +656,21 @@ func TestSecurityNoExistenceLeak(t *testing.T) {
 		}
 		if r := s.DoAs("ld-team", "DELETE", "Flag/"+flag, nil); r.Status < 400 && r.Status != 204 || r.Status == 204 && s.Do("GET", "Flag/"+flag, nil).Status != 200 {
 			t.Errorf("ld-team deleted a Flag it may not see: %d %s", r.Status, r.Raw)
+		}
+		patch := `[{"op":"replace","path":"/status","value":"inactive"}]`
+		if r := s.DoAs("ld-team", "PATCH", "Flag/"+flag, patch, "Content-Type: application/json-patch+json"); r.Status != 404 {
+			t.Errorf("ld-team patching a Flag it may not see: %d %s", r.Status, r.Raw)
+		}
+		for _, kind := range []string{"transaction", "batch"} {
+			b := `{"resourceType":"Bundle","type":"` + kind + `","entry":[{"request":{"method":"PUT","url":"Flag/` + flag + `"},"resource":` + upd + `},` +
+				`{"request":{"method":"DELETE","url":"Flag/` + flag + `"}}]}`
+			r := s.DoAs("ld-team", "POST", "", b)
+			if kind == "transaction" && r.Status < 400 {
+				t.Errorf("ld-team %s on a hidden Flag: %d %s", kind, r.Status, r.Raw)
+			}
+			if kind == "batch" && (!strings.HasPrefix(r.Str("entry.0.response.status"), "404") || !strings.HasPrefix(r.Str("entry.1.response.status"), "404")) {
+				t.Errorf("ld-team batch on a hidden Flag: %s", r.Raw)
+			}
 		}
 		if got := s.Do("GET", "Flag/"+flag, nil).Want(t, 200); got.Str("code.text") != "Self-harm risk" || got.Str("meta.versionId") != "1" {
 			t.Errorf("the hidden Flag changed: %s", got.Raw)
