@@ -376,12 +376,18 @@ func (m txMatcher) Match(ctx context.Context, typ string, params url.Values, res
 // maxSubscriptions bounds the Subscriptions read for matching.
 const maxSubscriptions = 10000
 
+// listSubscriptions reads the stored Subscriptions, inside the write transaction when there
+// is one: a write holding the store's writer must not wait for another connection.
 func listSubscriptions(ctx context.Context, s store.Store, params search.Params) ([]map[string]any, error) {
 	q, err := search.Parse("Subscription", url.Values{}, params, search.Options{MaxCount: maxSubscriptions})
 	if err != nil {
 		return nil, err
 	}
-	page, err := s.Search(ctx, q, store.SearchOptions{Limit: maxSubscriptions})
+	var r store.Reader = s
+	if tx, ok := ctx.Value(txKey{}).(store.Tx); ok {
+		r = tx
+	}
+	page, err := r.Search(ctx, q, store.SearchOptions{Limit: maxSubscriptions})
 	if err != nil {
 		return nil, err
 	}
