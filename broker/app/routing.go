@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hjbroker/hjbroker/broker/access"
+	"github.com/hjbroker/hjbroker/broker/audit"
 	"github.com/hjbroker/hjbroker/broker/config"
 	"github.com/hjbroker/hjbroker/broker/delivery"
 	"github.com/hjbroker/hjbroker/broker/engine"
@@ -165,10 +166,11 @@ func (r *routingParts) startWorkers(n *Node, cfg Config, params search.Params, r
 		poll = 25 * time.Millisecond
 	}
 	w, err := delivery.New(delivery.Options{
-		Queue:  r.queue,
-		Store:  delivery.FromStore(n.Store, params),
-		Policy: policy.New(n.Config, nil),
-		Config: n.Config,
+		OnState: n.auditDelivery,
+		Queue:   r.queue,
+		Store:   delivery.FromStore(n.Store, params),
+		Policy:  policy.New(n.Config, nil),
+		Config:  n.Config,
 		Adapters: map[string]delivery.Adapter{
 			delivery.TypeFHIRRest:    delivery.NewFHIRRest(hopts),
 			delivery.TypeFHIRMessage: delivery.NewFHIRMessage(delivery.MessageOptions{HTTPOptions: hopts, Source: base, SenderODS: senderODS, Software: "hjbroker", Version: Version}),
@@ -479,5 +481,40 @@ func (c relayCollector) Collect(ch chan<- prometheus.Metric) {
 func (r *routingParts) afterCommit() {
 	if r.relay != nil {
 		r.relay.Notify()
+	}
+}
+
+// auditDelivery records deliveries, dead letters and deliveries withheld at delivery time in
+// the audit trail: each is a disclosure decision about a patient's data.
+func (n *Node) auditDelivery(e delivery.Entry) {
+	if n.recorder == nil {
+		return
+	}
+	ev := audit.Event{Action: audit.ActionDelivery, Outcome: audit.OutcomeSuccess, Detail: "to endpoint " + e.Destination}
+	switch e.State {
+	case routing.Delivered:
+	case routing.Withheld:
+		ev.Action, ev.Outcome, ev.Detail = audit.ActionDenial, audit.OutcomeDenied, "delivery to "+e.Destination+" withheld: "+e.Reason
+	case routing.Dead:
+		ev.Outcome, ev.Detail = audit.OutcomeError, "delivery to "+e.Destination+" failed: "+e.LastError
+	default:
+		return // pending and retrying are not disclosures
+	}
+	if _, ag, ok := n.Config.Endpoint(e.Destination); ok {
+		ev.AgencyID, ev.AgencyODS = ag.ID, ag.ODS
+	}
+	if e.Patient != "" {
+		ev.Patients = []string{e.Patient}
+	}
+	if ref := strings.SplitN(e.Resource, "/", 4); len(ref) >= 2 {
+		r := audit.Ref{Type: ref[0], ID: ref[1]}
+		if len(ref) == 4 {
+			r.Version = ref[3]
+		}
+		ev.Resources = []audit.Ref{r}
+	}
+	ev.RequestID = e.ID
+	if err := n.recorder.Record(ev); err != nil && n.cfg.Logger != nil {
+		n.cfg.Logger.Error("audit of a delivery failed", zap.Error(err), zap.String("delivery", e.ID))
 	}
 }

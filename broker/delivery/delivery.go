@@ -80,10 +80,12 @@ func (b Backoff) Delay(n int, r float64) time.Duration {
 
 // Options configure a Worker. Queue, Store, Policy and Config are required.
 type Options struct {
-	Queue  queue.Queue
-	Store  Store
-	Policy Policy
-	Config *config.Config
+	// OnState, when set, is told of every state a delivery reaches (for the audit trail).
+	OnState func(Entry)
+	Queue   queue.Queue
+	Store   Store
+	Policy  Policy
+	Config  *config.Config
 	// Adapters by endpoint type (fhir-rest, fhir-message, rest-hook, ...).
 	Adapters map[string]Adapter
 	// Transforms applies Delivery.Transform; nil means none are configured (a delivery that
@@ -609,6 +611,9 @@ func (w *Worker) record(ctx context.Context, a *attempt, state routing.State, at
 	}
 	e := a.entry
 	e.State, e.Attempts, e.LastError, e.Reason, e.UpdatedAt = state, attempts, lastErr, reason, w.o.Clock()
+	if w.o.OnState != nil {
+		w.o.OnState(e)
+	}
 	if err := w.o.Log.Record(ctx, e); err != nil {
 		w.log.Error("recording delivery state", zap.String("delivery", e.ID), zap.Error(err))
 	}

@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
+	"time"
 
 	"github.com/hjbroker/hjbroker/broker/outcome"
 	"github.com/hjbroker/hjbroker/broker/resource"
+	"github.com/hjbroker/hjbroker/broker/search"
 	"github.com/hjbroker/hjbroker/broker/store"
 	"github.com/hjbroker/hjbroker/profiles/validate"
 )
@@ -96,7 +99,7 @@ func (e *Engine) validateWrite(res map[string]any, raw []byte, typ, at string) e
 		untag(res)
 	}
 	// The structural check has just passed; normalisation may have changed the body.
-	r := v.Validate(res, validate.Options{SkipStructure: true})
+	r := v.Validate(res, validate.Options{SkipStructure: true, Questionnaire: e.questionnaireByURL})
 	if r.Valid() {
 		return nil
 	}
@@ -306,7 +309,29 @@ func (e *Engine) validateOp(ctx context.Context, req *Request, typ, id string) (
 		issues = append(issues, outcome.Issue{Severity: "error", Code: "invalid", Expression: []string{"resourceType"},
 			Diagnostics: fmt.Sprintf("resourceType %q does not match the URL, which names %q", rt, typ)})
 	}
-	r := e.cfg.Validator.Validate(res, validate.Options{Profiles: profiles, Raw: raw})
+	r := e.cfg.Validator.Validate(res, validate.Options{Profiles: profiles, Raw: raw, Questionnaire: e.questionnaireByURL})
 	issues = append(issues, r.Issues...)
 	return &Response{Status: http.StatusOK, Resource: outcome.Resource(issues), Interaction: "operation"}, nil
+}
+
+// questionnaireByURL finds a stored Questionnaire by canonical URL ("url" or "url|version"),
+// so a QuestionnaireResponse is checked against the Questionnaire it answers.
+func (e *Engine) questionnaireByURL(canonical string) (map[string]any, bool) {
+	u, version, _ := strings.Cut(canonical, "|")
+	q := url.Values{"url": {u}}
+	if version != "" {
+		q.Set("version", version)
+	}
+	sq, err := search.Parse("Questionnaire", q, e.cfg.Params, search.Options{Strict: true})
+	if err != nil {
+		return nil, false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	page, err := e.cfg.Store.Search(ctx, sq, store.SearchOptions{Limit: 1})
+	if err != nil || len(page.Entries) == 0 {
+		return nil, false
+	}
+	m, err := resource.Decode(page.Entries[0].Body, resource.Limits{})
+	return m, err == nil
 }

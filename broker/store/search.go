@@ -112,8 +112,12 @@ func (b *sqlBuilder) where(q *search.Query, r string) (string, error) {
 		}
 		conds = append(conds, r+".res_type IN ("+strings.Join(ph, ",")+")")
 	}
+	typ := ""
+	if len(q.Types) == 1 {
+		typ = q.Types[0]
+	}
 	for i := range q.Clauses {
-		c, err := b.clause(&q.Clauses[i], r)
+		c, err := b.clause(&q.Clauses[i], r, typ)
 		if err != nil {
 			return "", err
 		}
@@ -122,29 +126,50 @@ func (b *sqlBuilder) where(q *search.Query, r string) (string, error) {
 	return strings.Join(conds, " AND "), nil
 }
 
-// clause compiles one AND-ed clause, following its chain first.
-func (b *sqlBuilder) clause(c *search.Clause, r string) (string, error) {
+// clause compiles one AND-ed clause, following its chain first. typ is the type of the
+// resources aliased r when a single one is known.
+//
+// Conditions are written as "r.rid IN (SELECT ...)" rather than correlated EXISTS, so the
+// database starts from the search index and looks the few matching resources up by key,
+// instead of testing every resource of the type.
+func (b *sqlBuilder) clause(c *search.Clause, r, typ string) (string, error) {
 	if len(c.Chain) == 0 {
-		return b.test(c, r)
+		return b.test(c, r, typ)
 	}
-	cur := r
+	// Build from the outermost hop inwards; each hop selects keys of the resources it starts
+	// from, given the resources reached.
 	var open []string
+	var closeWith []string
+	cur, curType := r, typ
 	for _, l := range c.Chain {
 		ref, nr := b.next("c"), b.next("r")
 		if l.Reverse {
-			open = append(open, fmt.Sprintf("EXISTS (SELECT 1 FROM idx_ref %[1]s JOIN resources %[2]s ON %[2]s.rid = %[1]s.rid WHERE %[1]s.res_type = %[3]s AND %[1]s.param = %[4]s AND %[1]s.target_type = %[5]s.res_type AND %[1]s.target_id = %[5]s.res_id AND NOT %[2]s.deleted AND ",
-				ref, nr, b.arg(l.Type), b.arg(l.Param.Code), cur))
+			// Resources of l.Type whose reference l.Param points at the current resource.
+			cond := fmt.Sprintf("%s.res_id IN (SELECT %s.target_id FROM idx_ref %s JOIN resources %s ON %s.rid = %s.rid WHERE %s.res_type = %s AND %s.param = %s",
+				cur, ref, ref, nr, nr, ref, ref, b.arg(l.Type), ref, b.arg(l.Param.Code))
+			if curType != "" {
+				cond += fmt.Sprintf(" AND %s.target_type = %s", ref, b.arg(curType))
+			} else {
+				cond += fmt.Sprintf(" AND %s.target_type = %s.res_type", ref, cur)
+			}
+			open = append(open, cond+" AND NOT "+nr+".deleted AND ")
 		} else {
-			open = append(open, fmt.Sprintf("EXISTS (SELECT 1 FROM idx_ref %[1]s JOIN resources %[2]s ON %[2]s.res_type = %[1]s.target_type AND %[2]s.res_id = %[1]s.target_id WHERE %[1]s.rid = %[5]s.rid AND %[1]s.param = %[3]s AND %[1]s.target_type = %[4]s AND NOT %[2]s.deleted AND ",
-				ref, nr, b.arg(l.Param.Code), b.arg(l.Type), cur))
+			// The current resource's reference l.Param points at a resource of l.Type.
+			cond := fmt.Sprintf("%s.rid IN (SELECT %s.rid FROM idx_ref %s JOIN resources %s ON %s.res_type = %s.target_type AND %s.res_id = %s.target_id WHERE %s.param = %s AND %s.target_type = %s",
+				cur, ref, ref, nr, nr, ref, nr, ref, ref, b.arg(l.Param.Code), ref, b.arg(l.Type))
+			if curType != "" {
+				cond += fmt.Sprintf(" AND %s.res_type = %s", ref, b.arg(curType))
+			}
+			open = append(open, cond+" AND NOT "+nr+".deleted AND ")
 		}
-		cur = nr
+		closeWith = append(closeWith, ")")
+		cur, curType = nr, l.Type
 	}
-	inner, err := b.test(c, cur)
+	inner, err := b.test(c, cur, curType)
 	if err != nil {
 		return "", err
 	}
-	return strings.Join(open, "") + inner + strings.Repeat(")", len(open)), nil
+	return strings.Join(open, "") + inner + strings.Join(closeWith, ""), nil
 }
 
 // indexTable names the table and the alias-free columns a parameter type is indexed in.
@@ -173,8 +198,8 @@ func IdentifierParam(code string) string { return code + ":identifier" }
 // OfTypeParam is the index name of an identifier parameter's type|value pairs (:of-type).
 func OfTypeParam(code string) string { return code + ":of-type" }
 
-// test compiles the clause's own test on the resource aliased r.
-func (b *sqlBuilder) test(c *search.Clause, r string) (string, error) {
+// test compiles the clause's own test on the resource aliased r, of type typ when known.
+func (b *sqlBuilder) test(c *search.Clause, r, typ string) (string, error) {
 	p := c.Param
 	// _id and _lastUpdated live on the resources table itself.
 	switch p.Code {
@@ -215,7 +240,12 @@ func (b *sqlBuilder) test(c *search.Clause, r string) (string, error) {
 		param = OfTypeParam(p.Code)
 	}
 	i := b.next("i")
-	head := fmt.Sprintf("EXISTS (SELECT 1 FROM %s %s WHERE %s.rid = %s.rid AND %s.param = %s", table, i, i, r, i, b.arg(param))
+	var head string
+	if typ != "" {
+		head = fmt.Sprintf("%s.rid IN (SELECT %s.rid FROM %s %s WHERE %s.res_type = %s AND %s.param = %s", r, i, table, i, i, b.arg(typ), i, b.arg(param))
+	} else {
+		head = fmt.Sprintf("EXISTS (SELECT 1 FROM %s %s WHERE %s.rid = %s.rid AND %s.param = %s", table, i, i, r, i, b.arg(param))
+	}
 	if c.Modifier == search.ModMissing {
 		if c.Values[0].Missing {
 			return "NOT " + head + ")", nil
