@@ -24,14 +24,18 @@ type dialect struct {
 	// binary follows a text expression in ORDER BY, MIN and MAX so that text sorts by code
 	// point whatever the database's collation, as SQLite's BINARY collation does.
 	binary string
+	// noIndex prefixed to a column keeps the planner from driving a query from its index
+	// (SQLite's unary plus); empty where the planner has statistics to choose well.
+	noIndex string
 }
 
 var (
 	sqliteDialect = dialect{
-		name:   "sqlite",
-		serial: "INTEGER PRIMARY KEY AUTOINCREMENT",
-		blob:   "BLOB",
-		likeOp: "GLOB",
+		name:    "sqlite",
+		serial:  "INTEGER PRIMARY KEY AUTOINCREMENT",
+		blob:    "BLOB",
+		likeOp:  "GLOB",
+		noIndex: "+",
 	}
 	postgresDialect = dialect{
 		name:      "postgres",

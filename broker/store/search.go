@@ -110,7 +110,13 @@ func (b *sqlBuilder) where(q *search.Query, r string) (string, error) {
 		for i, t := range q.Types {
 			ph[i] = b.arg(t)
 		}
-		conds = append(conds, r+".res_type IN ("+strings.Join(ph, ",")+")")
+		// SQLite without statistics would drive the query from the type index and test every
+		// resource of the type; the unary plus keeps it on the search index subqueries.
+		noIndex := ""
+		if len(q.Clauses) > 0 {
+			noIndex = b.d.noIndex
+		}
+		conds = append(conds, noIndex+r+".res_type IN ("+strings.Join(ph, ",")+")")
 	}
 	typ := ""
 	if len(q.Types) == 1 {
