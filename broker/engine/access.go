@@ -7,8 +7,10 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 
+	"github.com/hjbroker/hjbroker/broker/audit"
 	"github.com/hjbroker/hjbroker/broker/outcome"
 	"github.com/hjbroker/hjbroker/broker/resource"
 	"github.com/hjbroker/hjbroker/broker/search"
@@ -582,4 +584,17 @@ func (e *Engine) writeTx(ctx context.Context, fn func(tx store.Tx) error) error 
 		e.cfg.AfterCommit()
 	}
 	return nil
+}
+
+// provenance records, in the same transaction, that the broker changed what it was sent
+// (normalised it with the named mapping), naming the source client and agency.
+func (e *Engine) provenance(ctx context.Context, tx store.Tx, target *store.Resource, mapping string) error {
+	source, ods := "hjbroker", ""
+	if a, ok := ctx.Value(accessKey{}).(*Access); ok {
+		source, ods = a.ClientID, a.AgencyODS
+	}
+	ref := target.Type + "/" + target.ID + "/_history/" + strconv.FormatInt(target.Version, 10)
+	prov := audit.ProvenanceFor([]string{ref}, source, ods, mapping, "transform", target.LastUpdated)
+	_, err := e.write(ctx, tx, "Provenance", e.cfg.NewID(), prov, http.MethodPost, nil)
+	return err
 }

@@ -88,6 +88,9 @@ func (e *Engine) write(ctx context.Context, tx store.Tx, typ, id string, res map
 	}
 	now := e.cfg.Clock().UTC().Truncate(time.Microsecond)
 	res["id"] = id
+	// Retired spellings (NHS number verification status) are stored in their current form,
+	// with a Provenance saying so (below).
+	normalised := e.cfg.Validator != nil && typ != "Provenance" && e.cfg.Validator.Normalize(res)
 	meta := resource.Meta(res)
 	meta["versionId"] = strconv.FormatInt(version, 10)
 	meta["lastUpdated"] = instant(now)
@@ -107,6 +110,11 @@ func (e *Engine) write(ctx context.Context, tx store.Tx, typ, id string, res map
 	out := &store.Resource{Type: typ, ID: id, Version: version, LastUpdated: now, Method: method, Body: body}
 	if err := e.notify(ctx, tx, out, cur, res); err != nil {
 		return nil, err
+	}
+	if normalised {
+		if err := e.provenance(ctx, tx, out, "nhs-number-verification-status"); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }

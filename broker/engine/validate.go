@@ -94,7 +94,6 @@ func (e *Engine) validateWrite(res map[string]any, raw []byte, typ, at string) e
 	if e.cfg.Validation.Mode == ValidationOff {
 		return nil
 	}
-	v.Normalize(res)
 	if e.cfg.Validation.Mode == ValidationTag {
 		untag(res)
 	}
