@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -45,8 +46,14 @@ type Options struct {
 // Open opens the store named by url: a postgres:// or postgresql:// URL selects PostgreSQL;
 // otherwise dataDir holds the embedded SQLite database. The schema is migrated before return.
 func Open(ctx context.Context, storeURL, dataDir string, opts Options) (*SQL, error) {
+	pg := strings.HasPrefix(storeURL, "postgres://") || strings.HasPrefix(storeURL, "postgresql://")
 	if opts.MaxConns <= 0 {
-		opts.MaxConns = 16
+		// Each SQLite read connection keeps its own page cache outside the Go heap, and reads
+		// are CPU-bound: two per core serve as many requests as sixteen, in far less memory.
+		opts.MaxConns = 2 * runtime.GOMAXPROCS(0)
+		if pg {
+			opts.MaxConns = 16
+		}
 	}
 	var s *SQL
 	var err error
