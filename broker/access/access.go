@@ -6,7 +6,6 @@ package access
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"strings"
@@ -130,15 +129,9 @@ func (s *session) patientConsents(ctx context.Context, patient string) ([]map[st
 	if err != nil {
 		return nil, fmt.Errorf("finding Consents of %s: %w", patient, err)
 	}
-	page, err := s.g.store.Search(ctx, q, store.SearchOptions{Limit: maxConsents})
+	c, err = store.SearchJSON(ctx, s.g.store, q, maxConsents)
 	if err != nil {
 		return nil, fmt.Errorf("finding Consents of %s: %w", patient, err)
-	}
-	for _, r := range page.Entries {
-		var m map[string]any
-		if err := json.Unmarshal(r.Body, &m); err == nil {
-			c = append(c, m)
-		}
 	}
 	s.mu.Lock()
 	s.consents[patient] = c

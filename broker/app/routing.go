@@ -389,19 +389,7 @@ func listSubscriptions(ctx context.Context, s store.Store, params search.Params)
 	if tx, ok := ctx.Value(txKey{}).(store.Tx); ok {
 		r = tx
 	}
-	page, err := r.Search(ctx, q, store.SearchOptions{Limit: maxSubscriptions})
-	if err != nil {
-		return nil, err
-	}
-	out := make([]map[string]any, 0, len(page.Entries))
-	for _, e := range page.Entries {
-		var m map[string]any
-		if err := json.Unmarshal(e.Body, &m); err != nil {
-			return nil, fmt.Errorf("reading Subscription/%s: %w", e.ID, err)
-		}
-		out = append(out, m)
-	}
-	return out, nil
+	return store.SearchJSON(ctx, r, q, maxSubscriptions)
 }
 
 // setSubscriptionStatus records a Subscription's status as the broker's own update.

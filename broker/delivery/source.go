@@ -2,7 +2,6 @@ package delivery
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/url"
 
@@ -33,17 +32,5 @@ func (r *resourceStore) Consents(ctx context.Context, patient string) ([]map[str
 	if err != nil {
 		return nil, fmt.Errorf("Consent search for %s: %w", patient, err)
 	}
-	page, err := r.s.Search(ctx, q, store.SearchOptions{Limit: maxConsents})
-	if err != nil {
-		return nil, err
-	}
-	out := make([]map[string]any, 0, len(page.Entries))
-	for _, e := range page.Entries {
-		var m map[string]any
-		if err := json.Unmarshal(e.Body, &m); err != nil {
-			return nil, fmt.Errorf("reading Consent/%s: %w", e.ID, err)
-		}
-		out = append(out, m)
-	}
-	return out, nil
+	return store.SearchJSON(ctx, r.s, q, maxConsents)
 }

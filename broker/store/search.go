@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -544,4 +545,22 @@ func (s *SQL) collect(ctx context.Context, q string, args []any) ([]*Resource, [
 
 func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
+}
+
+// SearchJSON runs q and decodes up to limit matches, for callers that read resources rather
+// than serve them (Consents for a disclosure decision, Subscriptions for routing).
+func SearchJSON(ctx context.Context, r Reader, q *search.Query, limit int) ([]map[string]any, error) {
+	page, err := r.Search(ctx, q, SearchOptions{Limit: limit})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]map[string]any, 0, len(page.Entries))
+	for _, e := range page.Entries {
+		var m map[string]any
+		if err := json.Unmarshal(e.Body, &m); err != nil {
+			return nil, fmt.Errorf("reading %s/%s: %w", e.Type, e.ID, err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
 }
