@@ -111,7 +111,7 @@ type dataset struct {
 type client struct {
 	base  string
 	http  *http.Client
-	token string // bearer token sent with every request
+	token atomic.Value // string: the bearer token sent with every request, renewed in long runs
 }
 
 func newClient(base string, conns int, timeout time.Duration) *client {
@@ -140,8 +140,8 @@ func (c *client) do(ctx context.Context, method, path string, body []byte) (int,
 		return 0, nil, err
 	}
 	req.Header.Set("Accept", "application/fhir+json")
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
+	if tok, _ := c.token.Load().(string); tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/fhir+json")

@@ -133,6 +133,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		o.seed = 0
 	}
 	base := o.target
+	var renew func(*client)
 	if base == "" {
 		node, addr, shutdown, err := startNode(ctx, o.dataDir)
 		if err != nil {
@@ -144,11 +145,29 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		if o.token, err = node.Token(ctx, o.client); err != nil {
 			return err
 		}
+		renew = func(c *client) {
+			// Access tokens live minutes; a long run renews its own before they expire.
+			t := time.NewTicker(time.Minute)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					if tok, err := node.Token(ctx, o.client); err == nil {
+						c.token.Store(tok)
+					}
+				}
+			}
+		}
 	} else if err := checkLoopback(base); err != nil {
 		return err
 	}
 	c := newClient(base, o.conns+o.seedConns, o.timeout)
-	c.token = o.token
+	c.token.Store(o.token)
+	if renew != nil {
+		go renew(c)
+	}
 	mem := newMemProbe(c, base)
 	gen := generator{run: runTag()}
 
