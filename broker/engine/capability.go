@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/hjbroker/hjbroker/broker/resource"
 	"github.com/hjbroker/hjbroker/broker/store"
 )
 
@@ -13,6 +14,21 @@ import (
 // resource types of the R4 model, the interactions the dispatcher implements and the search
 // parameters in the registry. Nothing in it is written by hand per type.
 func (e *Engine) capabilities(req *Request) (*Response, error) {
+	// The statement depends only on the configuration and the base URL, so it is built once
+	// per base; encoding it is what each request pays.
+	if cs, ok := e.capCache.Load(req.Base); ok {
+		return &Response{Status: http.StatusOK, Body: cs.([]byte), Interaction: "capabilities"}, nil
+	}
+	resp, err := e.buildCapabilities(req)
+	if err == nil {
+		body := resource.Encode(resp.Resource)
+		e.capCache.Store(req.Base, body)
+		resp.Resource, resp.Body = nil, body
+	}
+	return resp, err
+}
+
+func (e *Engine) buildCapabilities(req *Request) (*Response, error) {
 	types := append([]string(nil), e.cfg.Types.ResourceTypes()...)
 	sort.Strings(types)
 	var resources []any
@@ -82,7 +98,7 @@ func (e *Engine) capabilities(req *Request) (*Response, error) {
 	cs := map[string]any{
 		"resourceType": "CapabilityStatement",
 		"status":       "active",
-		"date":         instant(e.cfg.Clock()),
+		"date":         instant(e.started),
 		"kind":         "instance",
 		"software":     map[string]any{"name": e.cfg.Software, "version": e.cfg.Version},
 		"implementation": map[string]any{

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -99,7 +100,10 @@ type Config struct {
 
 // Engine executes FHIR interactions.
 type Engine struct {
-	cfg Config
+	cfg     Config
+	started time.Time
+	// capCache holds the encoded CapabilityStatement per base URL.
+	capCache sync.Map
 }
 
 // New returns an engine; missing optional dependencies get defaults.
@@ -145,7 +149,7 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Software == "" {
 		cfg.Software = "hjbroker"
 	}
-	return &Engine{cfg: cfg}, nil
+	return &Engine{cfg: cfg, started: cfg.Clock()}, nil
 }
 
 // Limits returns the limits in force.
