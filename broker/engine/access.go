@@ -343,9 +343,6 @@ func indexRows(ix store.Index) map[string][]string {
 	for _, x := range ix.Tokens {
 		put(x.Param, x)
 	}
-	for _, x := range ix.Composes {
-		put(x.Param, x)
-	}
 	for _, x := range ix.Strings {
 		put(x.Param, x)
 	}

@@ -54,13 +54,12 @@ type Write struct {
 
 // Index holds the search index rows of one resource version, grouped by value kind.
 type Index struct {
-	Tokens   []TokenRow
-	Strings  []StringRow
-	Dates    []DateRow
-	Refs     []RefRow
-	Numbers  []NumberRow
-	URIs     []URIRow
-	Composes []TokenRow // reserved: composite parameters index as tokens
+	Tokens  []TokenRow
+	Strings []StringRow
+	Dates   []DateRow
+	Refs    []RefRow
+	Numbers []NumberRow
+	URIs    []URIRow
 }
 
 // TokenRow indexes a code, an identifier, a boolean or an id. Text holds the normalised
