@@ -40,5 +40,6 @@ func newRootCmd() *cobra.Command {
 	}
 	root.AddCommand(newServeCmd(), newFHIRPathCmd(), newValidateCmd(), newTokenCmd(), newAuditCmd(),
 		newConfigCmd(), newReplayCmd())
+	root.AddCommand(newDemoCmd())
 	return root
 }
