@@ -38,11 +38,38 @@ type Options struct {
 // Run starts a broker on a temporary embedded store with the demo agency configuration,
 // its endpoints pointed at in-process receivers, runs the pathway and removes it all again.
 func Run(ctx context.Context, o Options) (*Timeline, error) {
+	ip, err := startInProcess(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	defer ip.close()
+	return Story(ctx, ip.env)
+}
+
+// inProcess is a broker node serving on a loopback port, its receivers and its directory.
+type inProcess struct {
+	env     Env
+	closers []func()
+}
+
+func (ip *inProcess) close() {
+	for i := len(ip.closers) - 1; i >= 0; i-- {
+		ip.closers[i]()
+	}
+}
+
+func startInProcess(ctx context.Context, o Options) (ip *inProcess, err error) {
+	ip = &inProcess{}
+	defer func() {
+		if err != nil {
+			ip.close()
+		}
+	}()
 	dir, err := os.MkdirTemp("", "hjbroker-demo-")
 	if err != nil {
 		return nil, fmt.Errorf("creating the demo's temporary directory: %w", err)
 	}
-	defer os.RemoveAll(dir)
+	ip.closers = append(ip.closers, func() { os.RemoveAll(dir) })
 
 	base, err := config.Demo()
 	if err != nil {
@@ -52,11 +79,11 @@ func Run(ctx context.Context, o Options) (*Timeline, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
+	ip.closers = append(ip.closers, func() {
 		for _, s := range receivers {
 			s.Close() //nolint:errcheck // the demo is over
 		}
-	}()
+	})
 	cfgPath := filepath.Join(dir, "agencies.json")
 	if err := WriteConfig(cfgPath, base, receivers); err != nil {
 		return nil, err
@@ -85,23 +112,17 @@ func Run(ctx context.Context, o Options) (*Timeline, error) {
 		ln.Close()
 		return nil, fmt.Errorf("starting the demo broker: %w", err)
 	}
-	defer node.Close()
+	ip.closers = append(ip.closers, func() { node.Close() }) //nolint:errcheck // the demo is over
 	srv := &http.Server{Handler: node.Handler, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln) //nolint:errcheck // ends with ErrServerClosed at Shutdown
-	defer func() {
+	ip.closers = append(ip.closers, func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(sctx) //nolint:errcheck // the demo is over
-	}()
-	node.Start(ctx)
-
-	return Story(ctx, Env{
-		Nodes:     []string{root},
-		Token:     node.Token,
-		Config:    node.Config,
-		Receivers: receivers,
-		Wait:      o.Wait,
 	})
+	node.Start(ctx)
+	ip.env = Env{Nodes: []string{root}, Token: node.Token, Config: node.Config, Receivers: receivers, Wait: o.Wait}
+	return ip, nil
 }
 
 // StartReceivers starts one receiver per endpoint of the configuration, keyed by endpoint

@@ -1,0 +1,94 @@
+package demo
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hjbroker/hjbroker/broker/config"
+)
+
+func TestWriteConfigPointsEndpointsAtReceivers(t *testing.T) {
+	base, err := config.Demo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	receivers, err := StartReceivers(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, s := range receivers {
+			s.Close()
+		}
+	}()
+	for _, id := range []string{EndpointLD, EndpointCourt, EndpointProbation, EndpointGP} {
+		if receivers[id] == nil {
+			t.Errorf("no receiver for endpoint %s", id)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "agencies.json")
+	if err := WriteConfig(path, base, receivers); err != nil {
+		t.Fatal(err)
+	}
+	got, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, s := range receivers {
+		ep, _, ok := got.Endpoint(id)
+		if !ok || ep.URL != s.Base() {
+			t.Errorf("endpoint %s: %+v, want url %s", id, ep, s.Base())
+		}
+		if orig, _, _ := base.Endpoint(id); orig.URL == s.Base() {
+			t.Errorf("the built-in configuration was changed in place")
+		}
+	}
+	if len(got.Routes) != len(base.Routes) || len(got.Sharing) != len(base.Sharing) || len(got.ConsentDefaults) != len(base.ConsentDefaults) {
+		t.Errorf("routes, sharing rules or consent defaults lost in the rewrite")
+	}
+}
+
+// A receiver that is down: the story does not hang and names what did not arrive.
+func TestStoryReportsWhatDidNotArrive(t *testing.T) {
+	ctx := context.Background()
+	ip, err := startInProcess(ctx, Options{Wait: 1500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ip.close()
+	ip.env.Receivers[EndpointGP].Close()
+	start := time.Now()
+	tl, err := Story(ctx, ip.env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tl.OK() {
+		t.Fatal("the run reports no problems with the GP's receiver down")
+	}
+	var gp []string
+	for _, p := range tl.Problems {
+		if strings.Contains(p, "gp-fhir") {
+			gp = append(gp, p)
+		} else {
+			t.Errorf("unexpected problem: %s", p)
+		}
+	}
+	if len(gp) == 0 || !strings.Contains(gp[0], "did not arrive within 1.5s") || !strings.Contains(gp[0], "Release from custody") {
+		t.Errorf("problems about the GP: %q", gp)
+	}
+	rel := tl.Stage(StageRelease)
+	if len(rel) != 1 {
+		t.Fatalf("release steps: %d", len(rel))
+	}
+	for _, d := range rel[0].Deliveries {
+		if d.Endpoint == EndpointGP && (d.State == "delivered" || d.Received) {
+			t.Errorf("delivery to a closed receiver recorded as %+v", d)
+		}
+	}
+	if el := time.Since(start); el > 30*time.Second {
+		t.Errorf("the run took %s with one receiver down", el)
+	}
+}

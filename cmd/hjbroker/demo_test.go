@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+func runDemo(t *testing.T, args ...string) (string, time.Duration, error) {
+	t.Helper()
+	root := newRootCmd()
+	var out, errOut bytes.Buffer
+	root.SetArgs(append([]string{"demo"}, args...))
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	start := time.Now()
+	err := root.ExecuteContext(context.Background())
+	if errOut.Len() > 0 {
+		t.Logf("stderr: %s", errOut.String())
+	}
+	return out.String(), time.Since(start), err
+}
+
+func TestDemoCommandPrintsTheTimeline(t *testing.T) {
+	out, took, err := runDemo(t)
+	if err != nil {
+		t.Fatalf("hjbroker demo: %v\n%s", err, out)
+	}
+	if took > time.Minute {
+		t.Errorf("the demo took %s, more than a minute", took)
+	}
+	t.Logf("hjbroker demo took %s", took)
+	for _, want := range []string{
+		"Arrival in custody",
+		"Summary Care Record lookup",
+		"Clinical entries",
+		"L&D screening",
+		"Referral to probation",
+		"Probation pulls its referrals and accepts the Task",
+		"Court report written before the person consented",
+		"The person consents; L&D issues the court report again",
+		"Release from custody",
+		"GP hand-back",
+		"Probation completes the referral",
+		"Summary",
+		"no problems",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the timeline lacks %q", want)
+		}
+	}
+	// The facts: who received what, by which route and purpose, and what consent withheld.
+	for _, want := range []string{
+		"to Anytown Liaison and Diversion Service (ld-team-fhir)\n                  route custody-clinical-to-ld, purpose TREAT",
+		"to Probation Service, Anytown region (probation-messaging)\n                  route probation-referral, purpose COC",
+		"to Anytown Liaison and Diversion Service (ld-team-fhir)\n                  route task-status-to-referrer, purpose COC",
+		"to Anytown Medical Practice (gp-fhir)\n                  route custody-discharge-to-gp, purpose COC",
+		"xx withheld",
+		"route court-report, purpose HLEGAL; sharing rule court-reports needs the patient's explicit Consent",
+		"-> delivered  Composition/",
+		"Anytown Magistrates' Court                   received 1",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the timeline lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("timeline:\n%s", out)
+	}
+}
+
+func TestDemoCommandJSON(t *testing.T) {
+	out, _, err := runDemo(t, "--json")
+	if err != nil {
+		t.Fatalf("hjbroker demo --json: %v\n%s", err, out)
+	}
+	var tl struct {
+		Patient string `json:"patient"`
+		Steps   []struct {
+			Stage, Title, Client, Skipped string
+			Deliveries                    []struct {
+				Resource, Route, Purpose, Endpoint, State, Reason string
+				Received                                          bool
+			}
+		}
+		Summary struct {
+			Delivered, Withheld, Failed int
+			ReceivedBy                  map[string]int
+		}
+		Problems []string
+	}
+	if err := json.Unmarshal([]byte(out), &tl); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	if len(tl.Problems) > 0 || tl.Summary.Failed != 0 {
+		t.Fatalf("problems: %v", tl.Problems)
+	}
+	// Per stage, the deliveries by endpoint and state.
+	got := map[string][]string{}
+	stages := map[string]bool{}
+	for _, s := range tl.Steps {
+		stages[s.Stage] = true
+		for _, d := range s.Deliveries {
+			if d.State == "delivered" && !d.Received {
+				t.Errorf("delivered but not received: %+v", d)
+			}
+			if d.State == "withheld" && d.Reason == "" {
+				t.Errorf("withheld without a reason: %+v", d)
+			}
+			got[s.Stage] = append(got[s.Stage], strings.SplitN(d.Resource, "/", 2)[0]+">"+d.Endpoint+":"+d.State)
+		}
+	}
+	for _, st := range []string{"arrival", "scr-lookup", "clinical-entries", "ld-screening", "referral", "probation", "court-report", "release", "gp-hand-back"} {
+		if !stages[st] {
+			t.Errorf("no step of stage %s", st)
+		}
+	}
+	for stage, want := range map[string][]string{
+		"arrival":      {"Encounter>ld-team-fhir:delivered"},
+		"referral":     {"ServiceRequest>probation-messaging:delivered"},
+		"court-report": {"Composition>court-fhir:withheld", "Composition>court-fhir:delivered"},
+		"release":      {"Encounter>ld-team-fhir:delivered", "Encounter>gp-fhir:delivered"},
+	} {
+		if strings.Join(got[stage], " ") != strings.Join(want, " ") {
+			t.Errorf("stage %s: deliveries %v, want %v", stage, got[stage], want)
+		}
+	}
+	if n := tl.Summary.ReceivedBy["Anytown Magistrates' Court"]; n != 1 {
+		t.Errorf("the court received %d deliveries, want the one report after consent", n)
+	}
+	if tl.Patient == "" || tl.Summary.Delivered == 0 || tl.Summary.Withheld == 0 {
+		t.Errorf("summary %+v, patient %q", tl.Summary, tl.Patient)
+	}
+}
