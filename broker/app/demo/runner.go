@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sort"
 	"strings"
 	"time"
 
@@ -249,9 +250,9 @@ func (r *runner) end(ctx context.Context) {
 // settle polls the delivery log until every delivery of the versions has ended (delivered
 // and recorded by its receiver, withheld, or dead), or the wait runs out.
 func (r *runner) settle(ctx context.Context, versions []string) ([]Delivery, error) {
-	want := map[string]bool{}
-	for _, v := range versions {
-		want[v] = true
+	want := map[string]int{}
+	for i, v := range versions {
+		want[v] = i + 1
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.env.Wait)
 	defer cancel()
@@ -278,7 +279,8 @@ func (r *runner) settle(ctx context.Context, versions []string) ([]Delivery, err
 }
 
 // deliveries reads the delivery log entries of the versions from the admin API.
-func (r *runner) deliveries(ctx context.Context, want map[string]bool) ([]Delivery, error) {
+// want gives each version its place (from 1) in the order the step wrote them.
+func (r *runner) deliveries(ctx context.Context, want map[string]int) ([]Delivery, error) {
 	resp, err := r.c.do(ctx, r.step.Node, r.env.Operator, http.MethodGet, "/admin/deliveries?limit=1000", nil)
 	if err != nil {
 		return nil, err
@@ -287,11 +289,9 @@ func (r *runner) deliveries(ctx context.Context, want map[string]bool) ([]Delive
 		return nil, fmt.Errorf("GET /admin/deliveries: HTTP %d %s", resp.Status, shorten(string(resp.Raw), 200))
 	}
 	var out []Delivery
-	entries := list(resp.JSON["deliveries"])
-	// The log lists newest first; the timeline reads oldest first.
-	for i := len(entries) - 1; i >= 0; i-- {
-		e := obj(entries[i])
-		if !want[str(e, "resource")] {
+	for _, entry := range list(resp.JSON["deliveries"]) {
+		e := obj(entry)
+		if want[str(e, "resource")] == 0 {
 			continue
 		}
 		d := Delivery{ID: str(e, "id"), Resource: str(e, "resource"), Route: str(e, "route"), Endpoint: str(e, "destination"),
@@ -313,7 +313,33 @@ func (r *runner) deliveries(ctx context.Context, want map[string]bool) ([]Delive
 		}
 		out = append(out, d)
 	}
-	return out, nil
+	// The log lists the most recently updated first; the timeline reads in the order the
+	// versions were written, then in the order of the routes in the configuration.
+	idx := make([]int, len(out))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool {
+		x, y := idx[a], idx[b]
+		if px, py := want[out[x].Resource], want[out[y].Resource]; px != py {
+			return px < py
+		}
+		return r.routeIndex(out[x].Route) < r.routeIndex(out[y].Route)
+	})
+	sorted := make([]Delivery, len(out))
+	for i, j := range idx {
+		sorted[i] = out[j]
+	}
+	return sorted, nil
+}
+
+func (r *runner) routeIndex(id string) int {
+	for i, rt := range r.env.Config.Routes {
+		if rt.ID == id {
+			return i
+		}
+	}
+	return len(r.env.Config.Routes)
 }
 
 // finish adds the summary and checks the receivers against the delivery log: every request
