@@ -144,7 +144,7 @@ func (r *runner) callAs(ctx context.Context, clientID string, want int, method, 
 		a.Path = "(transaction Bundle)"
 	}
 	if clientID != r.step.Client {
-		a.Path = path + "  (as " + clientID + ")"
+		a.As = clientID
 	}
 	if method != http.MethodGet && resp.Status < 300 {
 		a.Stored = storedVersions(resp)

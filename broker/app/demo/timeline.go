@@ -66,6 +66,8 @@ type Action struct {
 	Method string `json:"method"`
 	Path   string `json:"path"`
 	Status int    `json:"status"`
+	// As names the client when it is not the step's own (a check by another agency).
+	As string `json:"as,omitempty"`
 	// Stored lists the versions the interaction wrote ("Patient/1/_history/1").
 	Stored []string `json:"stored,omitempty"`
 	// Result says what the answer held, for people.
@@ -153,7 +155,11 @@ func (t *Timeline) WriteText(w io.Writer, verbose bool) error {
 		}
 		for _, a := range s.Actions {
 			if verbose || len(a.Stored) > 0 || a.Result != "" {
-				p.line("    %-6s %-58s %d", a.Method, shorten(readablePath(a.Path), 58), a.Status)
+				as := ""
+				if a.As != "" {
+					as = "  as " + a.As
+				}
+				p.line("    %-6s %-58s %d%s", a.Method, shorten(p.ids(readablePath(a.Path)), 58), a.Status, as)
 			}
 			for _, st := range a.Stored {
 				p.line("           stored    %s", version(st))
@@ -218,13 +224,13 @@ func (t *Timeline) WriteText(w io.Writer, verbose bool) error {
 	return p.err
 }
 
-// brief shortens the ids of "Type/id/_history/v" and "Type/id" references in s to their
+// brief shortens the ids in references ("Type/id") and search values ("patient=id") in s to their
 // first 8 characters, which tell one resource of the run from another.
 func brief(s string) string {
 	return longID.ReplaceAllStringFunc(s, func(m string) string { return m[:9] })
 }
 
-var longID = regexp.MustCompile(`/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
+var longID = regexp.MustCompile(`[/=][0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
 
 // version turns "Type/id/_history/v" into "Type/id v<v>".
 func version(ref string) string {
@@ -256,13 +262,17 @@ type printer struct {
 	err  error
 }
 
+// ids shortens resource ids unless the printer keeps them whole.
+func (p *printer) ids(s string) string {
+	if p.full {
+		return s
+	}
+	return brief(s)
+}
+
 func (p *printer) line(format string, args ...any) {
 	if p.err != nil {
 		return
 	}
-	s := fmt.Sprintf(format, args...)
-	if !p.full {
-		s = brief(s)
-	}
-	_, p.err = fmt.Fprintln(p.w, s)
+	_, p.err = fmt.Fprintln(p.w, p.ids(fmt.Sprintf(format, args...)))
 }
