@@ -49,16 +49,17 @@ type Step struct {
 	Client string `json:"client"`
 	Agency string `json:"agency"`
 	// Node is the index of the broker node the step's requests went to.
-	Node       int         `json:"node"`
-	Actions    []Action    `json:"actions,omitempty"`
-	Deliveries []Delivery  `json:"deliveries,omitempty"`
-	Notes      []string    `json:"notes,omitempty"`
-	Skipped    string      `json:"skipped,omitempty"`
-	Problems   []string    `json:"problems,omitempty"`
-	ElapsedMS  int64       `json:"elapsedMs"`
-	started    time.Time   `json:"-"`
-	stored     []string    `json:"-"`
-	expect     []expectDel `json:"-"`
+	Node       int        `json:"node"`
+	Actions    []Action   `json:"actions,omitempty"`
+	Deliveries []Delivery `json:"deliveries,omitempty"`
+	Notes      []string   `json:"notes,omitempty"`
+	Skipped    string     `json:"skipped,omitempty"`
+	Problems   []string   `json:"problems,omitempty"`
+	ElapsedMS  int64      `json:"elapsedMs"`
+
+	started time.Time
+	stored  []string
+	expect  []expectDel
 }
 
 // Action is one HTTP interaction of a step.
