@@ -48,6 +48,9 @@ func (e *Engine) resolve(ctx context.Context, req *Request, typ string) error {
 	if err != nil || len(ids) == 0 {
 		return err
 	}
+	if page, err = e.cfg.Store.Search(ctx, sq, store.SearchOptions{Limit: 1, KeysOnly: true}); err != nil || len(page.RIDs) > 0 {
+		return err // the search as asked now finds what was stored
+	}
 	// A superseded identifier resolves to a resource that no longer carries it: search by id.
 	q := cloneValues(req.Query)
 	q.Del("identifier")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 
@@ -112,16 +113,17 @@ func TestResolverFallback(t *testing.T) {
 		entries   int
 		calls     int // resolver calls after this step, in all
 		wantIdent string
+		selfHas   string
 	}{
-		{"unknown locally: resolved and stored", "Patient", byNHS("9000000009"), 200, 1, 1, "9000000009"},
-		{"known now: not resolved again", "Patient", byNHS("9000000009"), 200, 1, 1, "9000000009"},
-		{"unknown outside too", "Patient", byNHS("9000000076"), 200, 0, 2, ""},
-		{"superseded: the new record", "Patient", byNHS("9000000025"), 200, 1, 3, "9000000033"},
-		{"failure answers the search", "Patient", byNHS("9000000106"), 504, 0, 4, ""},
-		{"more criteria: no fallback", "Patient", url.Values{"identifier": {nhsSystem + "|9000000122"}, "family": {"Smith"}}, 200, 0, 4, ""},
-		{"no system: no fallback", "Patient", url.Values{"identifier": {"9000000122"}}, 200, 0, 4, ""},
-		{"two values: no fallback", "Patient", url.Values{"identifier": {nhsSystem + "|9000000122," + nhsSystem + "|9000000130"}}, 200, 0, 4, ""},
-		{"other types: no fallback", "Observation", url.Values{"identifier": {nhsSystem + "|9000000122"}}, 200, 0, 4, ""},
+		{"unknown locally: resolved and stored", "Patient", byNHS("9000000009"), 200, 1, 1, "9000000009", "identifier="},
+		{"known now: not resolved again", "Patient", byNHS("9000000009"), 200, 1, 1, "9000000009", ""},
+		{"unknown outside too", "Patient", byNHS("9000000076"), 200, 0, 2, "", ""},
+		{"superseded: the new record", "Patient", byNHS("9000000025"), 200, 1, 3, "9000000033", "_id="},
+		{"failure answers the search", "Patient", byNHS("9000000106"), 504, 0, 4, "", ""},
+		{"more criteria: no fallback", "Patient", url.Values{"identifier": {nhsSystem + "|9000000122"}, "family": {"Smith"}}, 200, 0, 4, "", ""},
+		{"no system: no fallback", "Patient", url.Values{"identifier": {"9000000122"}}, 200, 0, 4, "", ""},
+		{"two values: no fallback", "Patient", url.Values{"identifier": {nhsSystem + "|9000000122," + nhsSystem + "|9000000130"}}, 200, 0, 4, "", ""},
+		{"other types: no fallback", "Observation", url.Values{"identifier": {nhsSystem + "|9000000122"}}, 200, 0, 4, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp := searchAs(e, nil, tc.typ, tc.q)
@@ -133,6 +135,12 @@ func TestResolverFallback(t *testing.T) {
 			}
 			if f.count() != tc.calls {
 				t.Errorf("resolver called %d times in all, want %d (%v)", f.count(), tc.calls, f.calls)
+			}
+			if tc.selfHas != "" {
+				self := resp.Resource["link"].([]any)[0].(map[string]any)["url"].(string)
+				if !strings.Contains(self, tc.selfHas) {
+					t.Errorf("self link %s, want it to contain %s", self, tc.selfHas)
+				}
 			}
 			if tc.wantIdent != "" {
 				got := resp.Resource["entry"].([]any)[0].(map[string]any)["resource"]
