@@ -236,6 +236,24 @@ func TestTokenReuse(t *testing.T) {
 	}
 }
 
+func TestTokenEndpointDown(t *testing.T) {
+	r := start(t, spinesim.Options{}, nil)
+	r.sim.Fail("token", "", spinesim.Fault{Status: 503, Text: "down for maintenance"})
+	if _, err := r.client.ReadPatient(context.Background(), spinesim.NormalPatient); err != nil {
+		t.Fatalf("a token endpoint 503 then a token: %v", err)
+	}
+	if r.sim.TokensIssued() != 1 || len(r.sim.Requests()) != 1 {
+		t.Errorf("%d tokens, %d API calls, want 1 and 1", r.sim.TokensIssued(), len(r.sim.Requests()))
+	}
+	r2 := start(t, spinesim.Options{}, nil)
+	r2.sim.Fail("token", "", spinesim.Fault{Status: 503}, spinesim.Fault{Status: 503}, spinesim.Fault{Status: 503})
+	_, err := r2.client.ReadPatient(context.Background(), spinesim.NormalPatient)
+	se := spineErr(t, err, 503, "transient")
+	if se.Service != "token" || se.HTTPStatus != 503 || len(r2.sim.Requests()) != 0 {
+		t.Errorf("service %s HTTP %d, want token 503", se.Service, se.HTTPStatus)
+	}
+}
+
 func TestBadCredentials(t *testing.T) {
 	other, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {

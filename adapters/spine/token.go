@@ -109,9 +109,13 @@ func (c *Client) fetchToken(ctx context.Context) (string, time.Duration, error) 
 		Error       string          `json:"error"`
 		Description string          `json:"error_description"`
 	}
-	if err := json.Unmarshal(body, &out); err != nil {
+	if err := json.Unmarshal(body, &out); err != nil && resp.StatusCode < 500 {
 		return "", 0, &Error{Status: http.StatusBadGateway, IssueCode: "exception", Service: "token", HTTPStatus: resp.StatusCode,
 			Message: fmt.Sprintf("the Spine token endpoint answered HTTP %d with a body that is not JSON", resp.StatusCode)}
+	}
+	if resp.StatusCode >= 500 {
+		return "", 0, &Error{Status: http.StatusServiceUnavailable, IssueCode: "transient", Service: "token", HTTPStatus: resp.StatusCode, Code: out.Error,
+			Message: fmt.Sprintf("the Spine token endpoint is unavailable (HTTP %d)", resp.StatusCode)}
 	}
 	if resp.StatusCode != http.StatusOK || out.AccessToken == "" {
 		msg := out.Description

@@ -3,6 +3,7 @@ package spine
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -52,12 +53,20 @@ func (c *Client) do(ctx context.Context, cl call) (int, []byte, error) {
 	var last *Error
 	refreshed := false
 	for attempt := 1; attempt <= c.cfg.MaxAttempts; attempt++ {
+		wait := c.cfg.Backoff << (attempt - 1)
 		tok, err := c.accessToken(ctx)
 		if err != nil {
-			return 0, nil, err
+			// A token endpoint that is down or slow is worth another attempt; a refusal is not.
+			var te *Error
+			if !errors.As(err, &te) || te.HTTPStatus != 0 && te.HTTPStatus < 500 || attempt == c.cfg.MaxAttempts || ctx.Err() != nil {
+				return 0, nil, err
+			}
+			if err := sleep(ctx, wait); err != nil {
+				return 0, nil, transportError(cl.service, err)
+			}
+			continue
 		}
 		status, header, body, err := c.attempt(ctx, cl, tok, requestID, correlation)
-		wait := c.cfg.Backoff << (attempt - 1)
 		switch {
 		case err != nil:
 			if ctx.Err() != nil {

@@ -300,6 +300,11 @@ func TestSpineSummary(t *testing.T) {
 		t.Errorf("the Spine code is not in the audit trail: %s", trail.Raw)
 	}
 	s.DoAs(hcp, http.MethodGet, "Patient/unknown-id/$summary", nil).Want(t, 404)
+	anon := s.DoAs(hcp, http.MethodPost, "Patient", map[string]any{"resourceType": "Patient", "name": []any{map[string]any{"family": "Unknown"}}}).Want(t, 201)
+	r = s.DoAs(hcp, http.MethodGet, "Patient/"+anon.Str("id")+"/$summary", nil).Want(t, 422)
+	if strings.Join(r.IssueExpressions(), ",") != "Patient.identifier" {
+		t.Errorf("no NHS number: %s", r.Raw)
+	}
 	s.DoAs(hcp, http.MethodPost, "Patient/"+ids[spinesim.NormalPatient]+"/$summary", map[string]any{"resourceType": "Parameters"}).Want(t, 405)
 }
 

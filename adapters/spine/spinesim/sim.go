@@ -125,7 +125,8 @@ func (s *Server) Handler() http.Handler {
 }
 
 // Fail makes the next calls of a service ("pds" or "scr") about an NHS number answer with
-// the faults, one per call, before answering normally again.
+// the faults, one per call, before answering normally again. Service "token" with an empty
+// number fails the token endpoint's next requests.
 func (s *Server) Fail(service, nhsNumber string, faults ...Fault) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

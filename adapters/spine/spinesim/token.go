@@ -18,6 +18,13 @@ const maxAssertionLife = 5 * time.Minute
 
 // token serves the client credentials grant with a private_key_jwt assertion.
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	if f, ok := s.nextFault("token", ""); ok {
+		if f.RetryAfter != "" {
+			w.Header().Set("Retry-After", f.RetryAfter)
+		}
+		tokenError(w, f.Status, "temporarily_unavailable", f.Text)
+		return
+	}
 	if err := r.ParseForm(); err != nil {
 		tokenError(w, http.StatusBadRequest, "invalid_request", "the body is not a form")
 		return
