@@ -9,7 +9,6 @@ import (
 
 	"github.com/hjbroker/hjbroker/adapters/spine"
 	"github.com/hjbroker/hjbroker/broker/audit"
-	"github.com/hjbroker/hjbroker/broker/config"
 	"github.com/hjbroker/hjbroker/broker/engine"
 	"github.com/hjbroker/hjbroker/broker/outcome"
 	"github.com/hjbroker/hjbroker/broker/policy"
@@ -128,11 +127,9 @@ func isEmergency(a *engine.Access) bool {
 
 // consentPermits reports whether an active Consent of the patient permits the requester to
 // see the summary: the policy permits a Composition about the patient on the strength of a
-// Consent, not of a consent default or a break-glass rule.
+// Consent, not of a consent default or a break-glass rule. Operators are no exception: the
+// SCR is for the patient's care, not for administering the service.
 func (sp *spineParts) consentPermits(a *engine.Access, patientID string, consents []map[string]any) bool {
-	if a.AgencyKind == config.KindBroker {
-		return true // operators administer the service; their access is audited
-	}
 	probe := map[string]any{"resourceType": "Composition", "subject": map[string]any{"reference": "Patient/" + patientID}}
 	r := policyRequest(a)
 	if r.Purpose == policy.PurposeBreakGlass {

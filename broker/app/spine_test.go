@@ -231,6 +231,8 @@ func TestSpineSummary(t *testing.T) {
 	}
 	// A Consent for another agency does not help the L&D team.
 	summary("ld-team", spinesim.NormalPatient).Want(t, 403)
+	// Operators administer the service: no SCR without the patient's permission.
+	summary("operator", spinesim.AskPatient).Want(t, 403)
 	// Clients without Composition read may not have the summary.
 	summary("probation", spinesim.NormalPatient).Want(t, 403)
 
