@@ -139,7 +139,9 @@ func Handback(in HandbackInput) (map[string]any, error) {
 		build("observations", "Observations", "No observations were recorded.", in.Observations, observationLine),
 		build("medications", "Medication", "No medication was recorded.", in.Medications, medicationLine),
 		build("problems", "Problems and diagnoses", "No problems or diagnoses were recorded.", in.Conditions,
-			func(c map[string]any) string { return orText(Display(c["code"]), "uncoded condition") + conditionNote(c) }),
+			func(c map[string]any) string {
+				return orText(Display(c["code"]), "uncoded condition") + conditionNote(c)
+			}),
 		build("allergies", "Allergies and adverse reactions", "No allergies were recorded.", in.Allergies, allergyLine),
 		ld,
 		build("referrals", "Referrals made", "No referrals were made.", in.Referrals, referralLine),
