@@ -200,7 +200,6 @@ func CourtReport(in CourtReportInput) (map[string]any, error) {
 		"meta":         map[string]any{"profile": []any{ProfileComposition}},
 		"text":         compositionText(title, status, PersonName(person)),
 		"extension":    []any{map[string]any{"url": ExtensionCourtRecommendation, "valueCoding": recCoding}},
-		"identifier":   map[string]any{"system": "urn:ietf:rfc:3986", "value": "urn:uuid:" + in.BundleID},
 		"status":       status,
 		"type":         cc(SystemDocumentType, CodeCourtReport, "Liaison and diversion court report"),
 		"subject":      map[string]any{"reference": patient, "display": PersonName(person)},
@@ -219,7 +218,7 @@ func CourtReport(in CourtReportInput) (map[string]any, error) {
 	if in.Consent != nil {
 		res = append(res, in.Consent)
 	}
-	return document{compositionID: in.ID, bundleID: in.BundleID, base: in.Base, date: in.Date, composition: comp, resources: res}.bundle(), nil
+	return document{bundleID: in.BundleID, base: in.Base, date: in.Date, composition: comp, resources: res}.bundle(), nil
 }
 
 func renderSections(ss []section) []any {

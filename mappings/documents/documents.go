@@ -118,10 +118,10 @@ var emptyDisplay = map[string]string{
 
 // document is what every document Bundle shares.
 type document struct {
-	compositionID, bundleID, base string
-	date                          time.Time
-	composition                   map[string]any
-	resources                     []map[string]any // after the Composition, in order
+	bundleID, base string
+	date           time.Time
+	composition    map[string]any
+	resources      []map[string]any // after the Composition, in order
 }
 
 func (d document) bundle() map[string]any {
@@ -148,6 +148,47 @@ func (d document) bundle() map[string]any {
 
 func (d document) url(r map[string]any) string {
 	return strings.TrimRight(d.base, "/") + "/" + str(r, "resourceType") + "/" + str(r, "id")
+}
+
+// Document assembles a document Bundle from a stored Composition and the resources it
+// refers to that the reader may see (others are left out; the Composition's narrative still
+// tells the reader what it says). bundleID names the Bundle and at is its timestamp.
+func Document(composition map[string]any, resources []map[string]any, bundleID, base string, at time.Time) (map[string]any, error) {
+	if str(composition, "resourceType") != "Composition" || str(composition, "id") == "" {
+		return nil, inputErr("Composition", "a document needs a Composition with an id")
+	}
+	if bundleID == "" {
+		return nil, inputErr("id", "the document needs a Bundle id")
+	}
+	return document{bundleID: bundleID, base: base, date: at, composition: composition, resources: resources}.bundle(), nil
+}
+
+// References lists the resources a Composition refers to, in order: its subject, its
+// encounter and its sections' entries (nested sections too), each once. Only relative
+// references ("Type/id") are listed.
+func References(composition map[string]any) []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(v any) {
+		r := str(obj(v), "reference")
+		if parts := strings.Split(r, "/"); len(parts) == 2 && parts[0] != "" && parts[1] != "" && !seen[r] {
+			seen[r] = true
+			out = append(out, r)
+		}
+	}
+	add(composition["subject"])
+	add(composition["encounter"])
+	var walk func(sections []any)
+	walk = func(sections []any) {
+		for _, s := range sections {
+			for _, e := range list(obj(s)["entry"]) {
+				add(e)
+			}
+			walk(list(obj(s)["section"]))
+		}
+	}
+	walk(list(composition["section"]))
+	return out
 }
 
 // compositionText is the Composition's own narrative: what it is, about whom, its status.

@@ -155,7 +155,6 @@ func Handback(in HandbackInput) (map[string]any, error) {
 		"id":           in.ID,
 		"meta":         map[string]any{"profile": []any{ProfileComposition}},
 		"text":         compositionText(title, "final", PersonName(person)),
-		"identifier":   map[string]any{"system": "urn:ietf:rfc:3986", "value": "urn:uuid:" + in.BundleID},
 		"status":       "final",
 		"type": map[string]any{"coding": []any{
 			map[string]any{"system": SystemSNOMED, "code": SNOMEDDischargeSummary, "display": "Discharge summary"},
@@ -170,7 +169,7 @@ func Handback(in HandbackInput) (map[string]any, error) {
 		"custodian":       in.Author.reference(),
 		"section":         renderSections(sections),
 	}
-	return document{compositionID: in.ID, bundleID: in.BundleID, base: in.Base, date: in.Date, composition: comp, resources: res}.bundle(), nil
+	return document{bundleID: in.BundleID, base: in.Base, date: in.Date, composition: comp, resources: res}.bundle(), nil
 }
 
 func prefix(p, s string) string {
