@@ -137,6 +137,7 @@ type Node struct {
 	recorder *audit.Recorder
 	tracer   *tracing.Tracer
 	routing  *routingParts
+	docs     *documentOps
 	cfg      Config
 	closers  []func() error
 }
@@ -221,6 +222,7 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 		return nil, err
 	}
 	pol := policy.New(n.Config, nil)
+	n.docs = newDocumentOps(n, pol, delivery.FromStore(n.Store, params))
 	n.Audit = audit.NewTrail(n.Store)
 	n.Registry = prometheus.NewRegistry()
 	if n.routing, err = newRouting(ctx, n, cfg, fp, params); err != nil {
@@ -240,10 +242,10 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 		Validation: engine.Validation{Mode: cfg.Validation, AllowedProfiles: cfg.AllowedProfiles},
 		Discloser:  access.New(pol, n.Store, params),
 		Security:   smartSecurity(cfg.PublicBase),
-		Operations: map[string]engine.Operation{
+		Operations: mergeOps(map[string]engine.Operation{
 			engine.OperationKey("Patient", true, "access-check"): accessCheck(n.Config, pol, n.Store),
 			engine.OperationKey("", false, "process-message"):    processMessage(n),
-		},
+		}, n.docs.operations()),
 		OnWrite:     n.routing.onWrite,
 		AfterCommit: n.routing.afterCommit,
 		Searches:    map[string]engine.Operation{"AuditEvent": auditSearch(n.Audit)},
@@ -277,7 +279,7 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 	}
 	n.Registry.MustRegister(sec.BreakGlass, sec.Denials)
 	hc := httpapi.Config{Engine: n.Engine, Ready: n.Store, Logger: cfg.Logger, Registry: n.Registry, PublicBase: cfg.PublicBase, Security: sec,
-		Admin: n.routing.admin}
+		Admin: n.routing.admin, Renderings: renderingOps}
 	if cfg.OTLPEndpoint != "" {
 		if n.tracer, err = tracing.New(ctx, cfg.OTLPEndpoint, "hjbroker", Version); err != nil {
 			return nil, err
