@@ -139,7 +139,9 @@ var gpXGP001 = []any{map[string]any{"identifier": map[string]any{"system": "http
 	"display": "Anytown Medical Practice"}}
 
 func courtConsent(pid string) map[string]any {
-	rt := func(c string) map[string]any { return map[string]any{"system": "http://hl7.org/fhir/resource-types", "code": c} }
+	rt := func(c string) map[string]any {
+		return map[string]any{"system": "http://hl7.org/fhir/resource-types", "code": c}
+	}
 	return map[string]any{"resourceType": "Consent", "status": "active",
 		"scope":      map[string]any{"coding": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}}},
 		"category":   []any{map[string]any{"coding": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IDSCL"}}}},
