@@ -117,6 +117,14 @@ func Handback(in HandbackInput) (map[string]any, error) {
 	episode := section{code: "custody-episode", title: "Custody episode", paragraphs: []string{encounterLine(in.Encounter, in.Author)},
 		entries: []string{ref(in.Encounter)}}
 	res = append(res, person, in.Encounter)
+	// Built in section order, so the entries follow the sections.
+	observations := build("observations", "Observations", "No observations were recorded.", in.Observations, observationLine)
+	medications := build("medications", "Medication", "No medication was recorded.", in.Medications, medicationLine)
+	problems := build("problems", "Problems and diagnoses", "No problems or diagnoses were recorded.", in.Conditions,
+		func(c map[string]any) string {
+			return orText(Display(c["code"]), "uncoded condition") + conditionNote(c)
+		})
+	allergies := build("allergies", "Allergies and adverse reactions", "No allergies were recorded.", in.Allergies, allergyLine)
 	ld := build("ld-outcome", "Liaison and diversion outcome", "The person was not assessed by liaison and diversion.",
 		in.Assessments, func(qr map[string]any) string {
 			_, summary := CourtAnswers(qr)
@@ -133,18 +141,10 @@ func Handback(in HandbackInput) (map[string]any, error) {
 	if len(ld.items) > 0 {
 		ld.paragraphs = nil
 	}
+	referrals := build("referrals", "Referrals made", "No referrals were made.", in.Referrals, referralLine)
 	sections := []section{
 		{code: "person", title: "The person", paragraphs: []string{personLine(person)}, entries: []string{patient}},
-		episode,
-		build("observations", "Observations", "No observations were recorded.", in.Observations, observationLine),
-		build("medications", "Medication", "No medication was recorded.", in.Medications, medicationLine),
-		build("problems", "Problems and diagnoses", "No problems or diagnoses were recorded.", in.Conditions,
-			func(c map[string]any) string {
-				return orText(Display(c["code"]), "uncoded condition") + conditionNote(c)
-			}),
-		build("allergies", "Allergies and adverse reactions", "No allergies were recorded.", in.Allergies, allergyLine),
-		ld,
-		build("referrals", "Referrals made", "No referrals were made.", in.Referrals, referralLine),
+		episode, observations, medications, problems, allergies, ld, referrals,
 	}
 	title := "Custody healthcare hand-back to the GP"
 	if in.GP.Name != "" {
