@@ -18,6 +18,7 @@ import (
 
 	"github.com/hjbroker/hjbroker/broker/app"
 	"github.com/hjbroker/hjbroker/broker/app/apptest"
+	"github.com/hjbroker/hjbroker/broker/app/deliverytest"
 	"github.com/hjbroker/hjbroker/broker/store/storetest"
 )
 
@@ -78,7 +79,7 @@ func (r *recorder) waitFor(t *testing.T, what string, cond func(map[string]any) 
 
 // startDemo runs a node with the built-in demo configuration, its court and GP endpoints
 // pointing at recorders, and starts routing.
-func startDemo(t *testing.T, court, gp *recorder) *apptest.Server {
+func startDemo(t *testing.T, courtURL string, gp *recorder) *apptest.Server {
 	t.Helper()
 	raw, err := os.ReadFile("../config/demo.yaml")
 	if err != nil {
@@ -88,7 +89,7 @@ func startDemo(t *testing.T, court, gp *recorder) *apptest.Server {
 	if err := yaml.Unmarshal(raw, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	urls := map[string]string{"court-fhir": court.URL + "/fhir", "gp-fhir": gp.URL + "/fhir"}
+	urls := map[string]string{"court-fhir": courtURL, "gp-fhir": gp.URL + "/fhir"}
 	set := 0
 	for _, a := range cfg["agencies"].([]any) {
 		eps, _ := a.(map[string]any)["endpoints"].([]any)
@@ -179,8 +180,9 @@ func entryTypes(doc map[string]any) []string {
 // consent it is a draft the court neither receives nor can read; once consent is recorded
 // the regenerated report is final, reaches the court and reads there as HTML and PDF.
 func TestCourtReportPathway(t *testing.T) {
-	court, gp := newRecorder(t), newRecorder(t)
-	s := startDemo(t, court, gp)
+	court := deliverytest.NewSink()
+	t.Cleanup(court.Close)
+	s := startDemo(t, court.FHIRBase(), newRecorder(t))
 	pid := create(t, s, "custody-hcp", patient("9000000009", "Smith", nil))
 	create(t, s, "custody-hcp", map[string]any{"resourceType": "Condition", "subject": map[string]any{"reference": "Patient/" + pid},
 		"clinicalStatus": map[string]any{"coding": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}}},
@@ -231,13 +233,13 @@ func TestCourtReportPathway(t *testing.T) {
 	if !strings.Contains(string(r.Raw), "Consent/"+consent) {
 		t.Error("the report does not reference the Consent")
 	}
-	got := court.waitFor(t, "the final court report", func(m map[string]any) bool { return m["id"] == cid && m["status"] == "final" })
-	if got["resourceType"] != "Composition" {
-		t.Errorf("the court received %v", got["resourceType"])
+	if !court.WaitDelivered(1, 15*time.Second) {
+		t.Fatal("the court never received the final report")
 	}
-	for _, g := range court.all() {
-		if g.Resource["status"] == "preliminary" {
-			t.Error("the court received the draft")
+	// The draft was version 1 of the Composition; only the final version 2 reached the court.
+	for _, a := range court.Attempts() {
+		if a.Resource != "Composition/"+cid || a.Version != "2" || a.Patient != "Patient/"+pid {
+			t.Errorf("the court received %s version %s about %s", a.Resource, a.Version, a.Patient)
 		}
 	}
 
@@ -279,8 +281,9 @@ func TestCourtReportPathway(t *testing.T) {
 // TestCourtReportWrittenDirectlyIsWithheld: a final court report written without consent
 // is routed, and the delivery-time consent check withholds it with the reason.
 func TestCourtReportWrittenDirectlyIsWithheld(t *testing.T) {
-	court, gp := newRecorder(t), newRecorder(t)
-	s := startDemo(t, court, gp)
+	court := deliverytest.NewSink()
+	t.Cleanup(court.Close)
+	s := startDemo(t, court.FHIRBase(), newRecorder(t))
 	pid := create(t, s, "custody-hcp", patient("9000000025", "Jones", nil))
 	cid := create(t, s, "ld-team", map[string]any{"resourceType": "Composition", "status": "final",
 		"type":    map[string]any{"coding": []any{map[string]any{"system": "https://hjbroker.dev/fhir/CodeSystem/document-type", "code": "court-report"}}},
@@ -291,7 +294,7 @@ func TestCourtReportWrittenDirectlyIsWithheld(t *testing.T) {
 	if !strings.Contains(ds[0]["resource"].(string), "Composition/"+cid) || !strings.Contains(ds[0]["reason"].(string), "Consent") {
 		t.Errorf("withheld delivery %v", ds[0])
 	}
-	if n := len(court.all()); n != 0 {
+	if n := len(court.Attempts()); n != 0 {
 		t.Errorf("the court received %d requests", n)
 	}
 }
@@ -300,8 +303,10 @@ func TestCourtReportWrittenDirectlyIsWithheld(t *testing.T) {
 // document with the episode's record, less what the person's Consent keeps from the GP; a
 // restricted person and one with no GP are withheld with reasons and custody gets a Task.
 func TestHandbackPathway(t *testing.T) {
-	court, gp := newRecorder(t), newRecorder(t)
-	s := startDemo(t, court, gp)
+	court := deliverytest.NewSink()
+	t.Cleanup(court.Close)
+	gp := newRecorder(t)
+	s := startDemo(t, court.FHIRBase(), gp)
 	pid := create(t, s, "custody-hcp", patient("9000000033", "Brown", map[string]any{"generalPractitioner": gpXGP001}))
 	subj := map[string]any{"reference": "Patient/" + pid}
 	enc := create(t, s, "custody-hcp", map[string]any{"resourceType": "Encounter", "status": "in-progress",
@@ -315,12 +320,12 @@ func TestHandbackPathway(t *testing.T) {
 		"code": map[string]any{"text": "Breath alcohol"}, "valueString": "negative", "effectiveDateTime": "2025-03-03T22:30:00Z"})
 	oldObs := create(t, s, "custody-hcp", map[string]any{"resourceType": "Observation", "status": "final", "subject": subj,
 		"encounter": map[string]any{"reference": "Encounter/" + other}, "code": map[string]any{"text": "Old reading"}, "valueString": "x"})
-	create(t, s, "custody-hcp", map[string]any{"resourceType": "AllergyIntolerance", "patient": subj, "encounter": inEpisode,
+	allergy := create(t, s, "custody-hcp", map[string]any{"resourceType": "AllergyIntolerance", "patient": subj, "encounter": inEpisode,
 		"clinicalStatus": map[string]any{"coding": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "active"}}},
 		"code":           map[string]any{"coding": []any{map[string]any{"system": "http://snomed.info/sct", "code": "764146007", "display": "Penicillin"}}}})
 	med := create(t, s, "custody-hcp", map[string]any{"resourceType": "MedicationStatement", "status": "active", "subject": subj, "context": inEpisode,
 		"medicationCodeableConcept": map[string]any{"text": "Methadone 1mg/ml oral solution"}})
-	create(t, s, "ld-team", map[string]any{"resourceType": "Flag", "status": "active", "subject": subj, "encounter": inEpisode,
+	flag := create(t, s, "ld-team", map[string]any{"resourceType": "Flag", "status": "active", "subject": subj, "encounter": inEpisode,
 		"code": map[string]any{"text": "Vulnerable adult"}})
 	// The person does not want the GP told about the medication given in custody.
 	create(t, s, "custody-hcp", map[string]any{"resourceType": "Consent", "status": "active",
@@ -350,11 +355,15 @@ func TestHandbackPathway(t *testing.T) {
 		in[res["resourceType"].(string)+"/"+res["id"].(string)] = true
 	}
 	for ref, want := range map[string]bool{"Patient/" + pid: true, "Encounter/" + enc: true, "Observation/" + obs: true,
-		"Observation/" + oldObs: false, "MedicationStatement/" + med: false, "Encounter/" + other: false} {
+		"AllergyIntolerance/" + allergy: true, "Flag/" + flag: true, "Observation/" + oldObs: false, "MedicationStatement/" + med: false, "Encounter/" + other: false} {
 		if in[ref] != want {
 			t.Errorf("%s in the hand-back: %v, want %v", ref, in[ref], want)
 		}
 	}
+	// The earlier episode, recorded as finished, was handed back by the route alone.
+	gp.waitFor(t, "the earlier episode's hand-back", func(m map[string]any) bool {
+		return apptest.Get(m, "entry.0.resource.encounter.reference") == "Encounter/"+other
+	})
 	// Asked again, the episode is already finished and nothing more is sent.
 	r = s.DoAs("custody-hcp", http.MethodPost, "Encounter/"+enc+"/$handback", nil).Want(t, http.StatusOK)
 	if p := params(r.JSON); p["episode"] != "already-finished" {
