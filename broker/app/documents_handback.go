@@ -163,14 +163,10 @@ func (d *documentOps) asOf(ctx context.Context, typ, id string, t time.Time) (ma
 func (d *documentOps) versionAt(ctx context.Context, cur *store.Resource, t time.Time) (map[string]any, error) {
 	v := cur
 	if cur.LastUpdated.After(t) {
-		page, err := d.n.Store.History(ctx, store.HistoryQuery{Type: cur.Type, ID: cur.ID, At: t, Count: 1})
-		if err != nil {
-			return nil, fmt.Errorf("reading the history of %s/%s: %w", cur.Type, cur.ID, err)
+		var err error
+		if v, err = d.versionBefore(ctx, cur.Type, cur.ID, t); err != nil || v == nil {
+			return nil, err
 		}
-		if len(page.Entries) == 0 {
-			return nil, nil
-		}
-		v = page.Entries[0]
 	}
 	if v.Deleted || len(v.Body) == 0 {
 		return nil, nil
@@ -180,6 +176,28 @@ func (d *documentOps) versionAt(ctx context.Context, cur *store.Resource, t time
 		return nil, fmt.Errorf("%s/%s is not JSON: %w", v.Type, v.ID, err)
 	}
 	return m, nil
+}
+
+// versionBefore walks an instance's history, newest first, to the latest version recorded
+// at or before t (nil when none).
+func (d *documentOps) versionBefore(ctx context.Context, typ, id string, t time.Time) (*store.Resource, error) {
+	const pageSize = 50
+	q := store.HistoryQuery{Type: typ, ID: id, Count: pageSize}
+	for {
+		page, err := d.n.Store.History(ctx, q)
+		if err != nil {
+			return nil, fmt.Errorf("reading the history of %s/%s: %w", typ, id, err)
+		}
+		for _, v := range page.Entries {
+			if !v.LastUpdated.After(t) {
+				return v, nil
+			}
+		}
+		if len(page.Entries) < pageSize {
+			return nil, nil
+		}
+		q.Before, q.Offset = page.Snapshot, q.Offset+pageSize
+	}
 }
 
 // episode is the record of one custody episode: the patient's resources of the hand-back

@@ -78,8 +78,16 @@ func (r *recorder) waitFor(t *testing.T, what string, cond func(map[string]any) 
 }
 
 // startDemo runs a node with the built-in demo configuration, its court and GP endpoints
-// pointing at recorders, and starts routing.
+// pointing at test endpoints, and starts routing.
 func startDemo(t *testing.T, courtURL string, gp *recorder) *apptest.Server {
+	t.Helper()
+	s := newDemo(t, storetest.Backend{Name: "sqlite", DataDir: t.TempDir()}, courtURL, gp)
+	s.Node.Start(context.Background())
+	return s
+}
+
+// newDemo is startDemo on a backend, with routing not yet started.
+func newDemo(t *testing.T, b storetest.Backend, courtURL string, gp *recorder) *apptest.Server {
 	t.Helper()
 	raw, err := os.ReadFile("../config/demo.yaml")
 	if err != nil {
@@ -113,10 +121,8 @@ func startDemo(t *testing.T, courtURL string, gp *recorder) *apptest.Server {
 	if err := os.WriteFile(path, out, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := apptest.Start(t, storetest.Backend{Name: "sqlite", DataDir: dir}, app.Config{ConfigFile: path,
+	return apptest.Start(t, b, app.Config{ConfigFile: path,
 		Routing: app.RoutingOptions{RetryBase: 50 * time.Millisecond, RetryMax: 300 * time.Millisecond, Lease: 10 * time.Second}})
-	s.Node.Start(context.Background())
-	return s
 }
 
 func create(t *testing.T, s *apptest.Server, client string, res map[string]any) string {
@@ -441,4 +447,41 @@ func params(p map[string]any) map[string]string {
 		}
 	}
 	return out
+}
+
+// TestHandbackAsRecorded: the hand-back is the record as it stood when the episode ended,
+// whenever the delivery is made (the same document on every attempt), on every store.
+func TestHandbackAsRecorded(t *testing.T) {
+	for _, b := range storetest.Backends(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			court := deliverytest.NewSink()
+			t.Cleanup(court.Close)
+			gp := newRecorder(t)
+			s := newDemo(t, b, court.FHIRBase(), gp)
+			pid := create(t, s, "custody-hcp", patient("9000000009", "Early", map[string]any{"generalPractitioner": gpXGP001}))
+			subj := map[string]any{"reference": "Patient/" + pid}
+			enc := create(t, s, "custody-hcp", map[string]any{"resourceType": "Encounter", "status": "in-progress",
+				"class": map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "EMER"}, "subject": subj})
+			before := create(t, s, "custody-hcp", map[string]any{"resourceType": "Observation", "status": "final", "subject": subj,
+				"encounter": map[string]any{"reference": "Encounter/" + enc}, "code": map[string]any{"text": "Pulse"}, "valueString": "80"})
+			time.Sleep(5 * time.Millisecond) // later writes get later timestamps
+			s.DoAs("custody-hcp", http.MethodPost, "Encounter/"+enc+"/$handback", nil).Want(t, http.StatusOK)
+			time.Sleep(5 * time.Millisecond)
+			// After the episode ended, before the delivery is made: a new name, a new reading.
+			p := s.DoAs("custody-hcp", http.MethodGet, "Patient/"+pid, nil).Want(t, http.StatusOK).JSON
+			p["name"] = []any{map[string]any{"family": "Later", "given": []any{"Alex"}}}
+			s.DoAs("custody-hcp", http.MethodPut, "Patient/"+pid, p).Want(t, http.StatusOK)
+			after := create(t, s, "custody-hcp", map[string]any{"resourceType": "Observation", "status": "final", "subject": subj,
+				"encounter": map[string]any{"reference": "Encounter/" + enc}, "code": map[string]any{"text": "Pulse"}, "valueString": "120"})
+			s.Node.Start(context.Background())
+			doc := gp.waitFor(t, "the hand-back", func(m map[string]any) bool { return m["type"] == "document" })
+			raw, _ := json.Marshal(doc)
+			if !bytes.Contains(raw, []byte("Observation/"+before)) || bytes.Contains(raw, []byte("Observation/"+after)) {
+				t.Errorf("the hand-back does not hold the record as it stood: %s", raw)
+			}
+			if !bytes.Contains(raw, []byte("EARLY")) || bytes.Contains(raw, []byte("Later")) {
+				t.Errorf("the hand-back names the person as renamed later")
+			}
+		})
+	}
 }
