@@ -110,6 +110,9 @@ func (d *documentOps) courtReport(ctx context.Context, req *engine.Request, _, i
 	if err != nil {
 		return nil, err
 	}
+	if str(qr, "status") == "entered-in-error" {
+		return nil, outcome.At(http.StatusUnprocessableEntity, "business-rule", "QuestionnaireResponse.status", "QuestionnaireResponse/%s was entered in error", id)
+	}
 	pref := refOf(qr, "subject")
 	pid, ok := strings.CutPrefix(pref, "Patient/")
 	if !ok || pid == "" {

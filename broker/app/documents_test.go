@@ -223,6 +223,15 @@ func TestCourtReportPathway(t *testing.T) {
 	s.DoAs("ld-team", http.MethodPost, op, nil, "Accept: application/xml").Want(t, http.StatusNotAcceptable)
 	s.DoAs("ld-team", http.MethodGet, op, nil).Want(t, http.StatusMethodNotAllowed)
 	s.DoAs("ld-team", http.MethodPost, "QuestionnaireResponse/nope/$court-report", nil).Want(t, http.StatusNotFound)
+	noRec := create(t, s, "ld-team", map[string]any{"resourceType": "QuestionnaireResponse", "status": "completed",
+		"subject": map[string]any{"reference": "Patient/" + pid}, "item": []any{map[string]any{"linkId": "mental-health", "answer": []any{map[string]any{"valueBoolean": true}}}}})
+	r = s.DoAs("ld-team", http.MethodPost, "QuestionnaireResponse/"+noRec+"/$court-report", nil).Want(t, http.StatusUnprocessableEntity)
+	if ex := r.IssueExpressions(); len(ex) != 1 || ex[0] != "recommendation" {
+		t.Errorf("no recommendation: expressions %v", ex)
+	}
+	if n := s.DoAs("ld-team", http.MethodGet, "Composition?subject=Patient/"+pid, nil).Want(t, http.StatusOK).Total(); n != 1 {
+		t.Errorf("%d Compositions after the failed calls, want the one draft", n)
+	}
 
 	// Consent recorded: the report, generated again with a new summary, is final and goes
 	// to the court.
