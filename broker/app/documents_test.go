@@ -260,6 +260,8 @@ func TestCourtReportPathway(t *testing.T) {
 
 	// The court reads it, and its renderings, but none of the clinical record behind it.
 	s.DoAs("court", http.MethodGet, "Composition/"+cid, nil).Want(t, http.StatusOK)
+	// Only the document operations render; a plain read still speaks FHIR JSON only.
+	s.DoAs("court", http.MethodGet, "Composition/"+cid, nil, "Accept: text/html").Want(t, http.StatusNotAcceptable)
 	docr := s.DoAs("court", http.MethodGet, "Composition/"+cid+"/$document", nil).Want(t, http.StatusOK)
 	if got := strings.Join(entryTypes(docr.JSON), ","); got != "Composition,Patient" {
 		t.Errorf("the court's document holds %s", got)
