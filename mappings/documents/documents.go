@@ -3,6 +3,7 @@
 // the person's GP (from a finished custody episode). Each builder is a pure function from
 // decoded FHIR resources to a document Bundle (type document, Composition first); it reads
 // nothing and decides no disclosure: callers pass only what the recipient is entitled to.
+// Only a restricted (R, V) Patient is always carried without its location, whatever is passed.
 package documents
 
 import (
