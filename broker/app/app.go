@@ -142,6 +142,7 @@ type Node struct {
 	recorder *audit.Recorder
 	tracer   *tracing.Tracer
 	routing  *routingParts
+	docs     *documentOps
 	cfg      Config
 	closers  []func() error
 }
@@ -230,6 +231,7 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	n.docs = newDocumentOps(n, pol, delivery.FromStore(n.Store, params))
 	n.Audit = audit.NewTrail(n.Store)
 	n.Registry = prometheus.NewRegistry()
 	if n.routing, err = newRouting(ctx, n, cfg, fp, params); err != nil {
@@ -249,10 +251,10 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 		Validation: engine.Validation{Mode: cfg.Validation, AllowedProfiles: cfg.AllowedProfiles},
 		Discloser:  access.New(pol, n.Store, params),
 		Security:   smartSecurity(cfg.PublicBase),
-		Operations: sp.operations(map[string]engine.Operation{
+		Operations: sp.operations(mergeOps(map[string]engine.Operation{
 			engine.OperationKey("Patient", true, "access-check"): accessCheck(n.Config, pol, n.Store),
 			engine.OperationKey("", false, "process-message"):    processMessage(n),
-		}),
+		}, n.docs.operations())),
 		Resolvers:   sp.resolvers(),
 		OnWrite:     n.routing.onWrite,
 		AfterCommit: n.routing.afterCommit,
@@ -287,7 +289,7 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 	}
 	n.Registry.MustRegister(sec.BreakGlass, sec.Denials)
 	hc := httpapi.Config{Engine: n.Engine, Ready: n.Store, Logger: cfg.Logger, Registry: n.Registry, PublicBase: cfg.PublicBase, Security: sec,
-		Admin: n.routing.admin}
+		Admin: n.routing.admin, Renderings: renderingOps}
 	if cfg.OTLPEndpoint != "" {
 		if n.tracer, err = tracing.New(ctx, cfg.OTLPEndpoint, "hjbroker", Version); err != nil {
 			return nil, err
