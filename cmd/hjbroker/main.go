@@ -39,7 +39,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServeCmd(), newFHIRPathCmd(), newValidateCmd(), newTokenCmd(), newAuditCmd(),
-		newConfigCmd(), newReplayCmd())
+		newConfigCmd(), newReplayCmd(), newSpineSimCmd())
 	root.AddCommand(newDemoCmd())
 	return root
 }

@@ -29,9 +29,9 @@ type Env struct {
 	Wait time.Duration
 	// Operator is the client that reads the delivery log (default "operator").
 	Operator string
-	// Prepare runs before the story on the capabilities found, for the pieces of the
-	// pathway that need an outside system of their own (the Spine).
-	Prepare func(ctx context.Context, ops map[string]bool) error
+	// Spine is the base URL of the Spine (simulator) the nodes use, for the timeline; empty
+	// when they use none.
+	Spine string
 }
 
 // runner carries one run of the story.
@@ -43,13 +43,19 @@ type runner struct {
 	step *Step
 
 	ids ids
+	// arrived is when the person arrived in custody.
+	arrived time.Time
+	// seen are the versions the run has recorded as stored.
+	seen map[string]bool
 }
 
 // ids are the resources the story creates, as "Type/id".
 type ids struct {
-	patient, restricted, encounter, referral, task, report string
-	reportVersion                                          string
+	patient, encounter, assessment, referral, task, report string
 }
+
+// has reports whether the broker offers an operation ("Patient/$summary", "$ingest-clinical-entries").
+func (r *runner) has(op string) bool { return r.ops[op] }
 
 // errStep ends a step whose request failed; the step records why.
 var errStep = errors.New("step failed")
@@ -66,7 +72,7 @@ func Story(ctx context.Context, env Env) (*Timeline, error) {
 	if env.Operator == "" {
 		env.Operator = "operator"
 	}
-	r := &runner{env: &env, tl: &Timeline{Started: time.Now().UTC(), Nodes: env.Nodes, Receivers: map[string]string{}}}
+	r := &runner{env: &env, seen: map[string]bool{}, tl: &Timeline{Started: time.Now().UTC(), Nodes: env.Nodes, Spine: env.Spine, Receivers: map[string]string{}}}
 	r.c = newClient(r.env)
 	for id, s := range env.Receivers {
 		r.tl.Receivers[id] = s.Base()
@@ -76,14 +82,12 @@ func Story(ctx context.Context, env Env) (*Timeline, error) {
 		return nil, err
 	}
 	r.ops = ops
-	if env.Prepare != nil {
-		if err := env.Prepare(ctx, ops); err != nil {
-			return nil, fmt.Errorf("preparing the demo: %w", err)
-		}
-	}
 	for _, st := range story() {
 		if ctx.Err() != nil {
 			return r.tl, ctx.Err()
+		}
+		if st.without != "" && r.has(st.without) {
+			continue
 		}
 		r.begin(st)
 		if st.needs != "" && !r.ops[st.needs] {
@@ -101,9 +105,10 @@ func Story(ctx context.Context, env Env) (*Timeline, error) {
 // scene is one step of the story.
 type scene struct {
 	stage, title, client string
-	// needs names an operation ("Patient/$summary") without which the step is skipped.
-	needs string
-	run   func(ctx context.Context, r *runner) error
+	// needs names an operation ("Patient/$summary") without which the step is skipped;
+	// without names one whose presence leaves the step out (it is the way without it).
+	needs, without string
+	run            func(ctx context.Context, r *runner) error
 }
 
 func (r *runner) begin(sc scene) {
@@ -147,7 +152,13 @@ func (r *runner) callAs(ctx context.Context, clientID string, want int, method, 
 		a.As = clientID
 	}
 	if method != http.MethodGet && resp.Status < 300 {
-		a.Stored = storedVersions(resp)
+		// A version seen before is one the write matched (a conditional create), not a new one.
+		for _, v := range storedVersions(resp) {
+			if !r.seen[v] {
+				r.seen[v] = true
+				a.Stored = append(a.Stored, v)
+			}
+		}
 		r.step.stored = append(r.step.stored, a.Stored...)
 	}
 	r.step.Actions = append(r.step.Actions, a)
@@ -158,6 +169,19 @@ func (r *runner) callAs(ctx context.Context, clientID string, want int, method, 
 	return resp, nil
 }
 
+// stored records a version the last action wrote that its answer did not name (an
+// operation answering with something other than the resource).
+func (r *runner) stored(version string) {
+	if r.seen[version] {
+		return
+	}
+	r.seen[version] = true
+	if n := len(r.step.Actions); n > 0 {
+		r.step.Actions[n-1].Stored = append(r.step.Actions[n-1].Stored, version)
+	}
+	r.step.stored = append(r.step.stored, version)
+}
+
 // result sets what the last action's answer held.
 func (r *runner) result(format string, args ...any) {
 	if n := len(r.step.Actions); n > 0 {
@@ -165,10 +189,10 @@ func (r *runner) result(format string, args ...any) {
 	}
 }
 
-// storedVersions lists the versions a write answered with: the resource's own, or the
-// locations of a transaction-response's entries.
+// storedVersions lists the versions a write answered with: the locations of a
+// transaction-response's entries, or the one the Location header or the resource names.
 func storedVersions(resp *response) []string {
-	if resp.JSON["resourceType"] == "Bundle" {
+	if resp.JSON["resourceType"] == "Bundle" && strings.HasSuffix(str(resp.JSON, "type"), "-response") {
 		var out []string
 		for _, e := range list(resp.JSON["entry"]) {
 			rs := obj(obj(e)["response"])
@@ -180,11 +204,11 @@ func storedVersions(resp *response) []string {
 		}
 		return out
 	}
+	if loc := resp.Header.Get("Location"); strings.Contains(loc, "/_history/") {
+		return []string{relative(loc)}
+	}
 	if id, v := str(resp.JSON, "id"), str(obj(resp.JSON["meta"]), "versionId"); id != "" && v != "" {
 		return []string{str(resp.JSON, "resourceType") + "/" + id + "/_history/" + v}
-	}
-	if loc := resp.Header.Get("Location"); loc != "" {
-		return []string{relative(loc)}
 	}
 	return nil
 }

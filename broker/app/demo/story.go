@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/hjbroker/hjbroker/adapters/sink"
 )
 
 // Code systems and identifiers the story uses.
@@ -38,19 +40,26 @@ const (
 	EndpointGP        = "gp-fhir"
 )
 
-// story is the pathway, in order.
+// story is the pathway, in order. Where the broker offers an operation for a step (the
+// clinical-entries ingest, QuestionnaireResponse extraction, the court report, the hand-back)
+// the step uses it; the plain FHIR way is the step's fallback.
 func story() []scene {
 	return []scene{
-		{stage: StageArrival, title: "Arrival in custody: the person is booked in and seen by the custody HCP", client: "custody-hcp", run: arrival},
-		{stage: StageSCR, title: "Summary Care Record lookup on the Spine", client: "custody-hcp", needs: "Patient/$summary", run: scrLookup},
+		{stage: StageArrival, title: "Arrival in custody: the person is looked up and the custody episode opened", client: "custody-hcp", run: arrival},
+		{stage: StageSCR, title: "Summary Care Record lookup on the Spine", client: "custody-hcp", needs: opSummary, run: scrLookup},
 		{stage: StageClinical, title: "Clinical entries: observations, NEWS2, problems, medication, allergy", client: "custody-hcp", run: clinicalEntries},
-		{stage: StageScreening, title: "L&D screening: the team sees the custody record and records its screening", client: "ld-team", run: screening},
-		{stage: StageReferral, title: "The person consents to L&D and probation sharing the referral", client: "ld-team", run: consentProbation},
-		{stage: StageReferral, title: "Referral to probation: ServiceRequest and Task", client: "ld-team", run: referral},
+		{stage: StageScreening, title: "L&D screening: the team sees the custody record and screens the person", client: "ld-team", run: screening},
+		{stage: StageReferral, title: "L&D assessment: the person consents to referrals; referrals to probation and housing", client: "ld-team",
+			needs: opExtract, run: assessmentExtract},
+		{stage: StageReferral, title: "The person consents to L&D and probation sharing the referral", client: "ld-team", without: opExtract, run: consentProbation},
+		{stage: StageReferral, title: "Referral to probation: ServiceRequest and Task", client: "ld-team", without: opExtract, run: referral},
 		{stage: StageProbation, title: "Probation pulls its referrals and accepts the Task", client: "probation", run: probationAccepts},
 		{stage: StageProbation, title: "Probation starts work on the referral", client: "probation", run: probationWorks},
-		{stage: StageCourt, title: "Court report written before the person consented to share it", client: "ld-team", run: courtReportWithheld},
-		{stage: StageCourt, title: "The person consents; L&D issues the court report again", client: "ld-team", run: courtReportDelivered},
+		{stage: StageCourt, title: "Court report from the assessment, before the person consented to share it", client: "ld-team",
+			needs: opCourtReport, run: courtReportDraft},
+		{stage: StageCourt, title: "The person consents; L&D issues the court report again", client: "ld-team", needs: opCourtReport, run: courtReportFinal},
+		{stage: StageCourt, title: "Court report written before the person consented to share it", client: "ld-team", without: opCourtReport, run: courtReportWithheld},
+		{stage: StageCourt, title: "The person consents; L&D issues the court report again", client: "ld-team", without: opCourtReport, run: courtReportDelivered},
 		{stage: StageRelease, title: "Release from custody: the custody episode ends", client: "custody-hcp", run: release},
 		{stage: StageGPHandBack, title: "GP hand-back: the practice receives and reads the custody episode", client: "gp", run: gpHandBack},
 		{stage: StageProbation, title: "Probation completes the referral", client: "probation", run: probationCompletes},
@@ -97,23 +106,45 @@ func patient() map[string]any {
 	}
 }
 
+// arrival looks the person up by NHS number (the broker asks the PDS when it has no record
+// and a Spine is configured), registers them when nobody knows them, and opens the custody
+// episode.
 func arrival(ctx context.Context, r *runner) error {
-	resp, err := r.call(ctx, http.StatusCreated, http.MethodPost, "Patient", patient(), "If-None-Exist: identifier="+sysNHS+"|"+NHSNumber)
+	r.arrived = time.Now().Add(-2 * time.Hour).Truncate(time.Second)
+	resp, err := r.call(ctx, http.StatusOK, http.MethodGet, "Patient?"+query("identifier", sysNHS+"|"+NHSNumber), nil)
 	if err != nil {
 		return err
 	}
-	r.ids.patient = "Patient/" + str(resp.JSON, "id")
+	if entries := list(resp.JSON["entry"]); len(entries) > 0 {
+		p := obj(obj(entries[0])["resource"])
+		r.ids.patient = "Patient/" + str(p, "id")
+		r.seen[r.ids.patient+"/_history/"+str(obj(p["meta"]), "versionId")] = true
+		name := obj(list(p["name"])[0])
+		gp := ""
+		for _, g := range list(p["generalPractitioner"]) {
+			gp = str(obj(obj(g)["identifier"]), "value")
+		}
+		r.result("found %s %s (NHS number %s, GP practice %s): the broker had no record and took it from the PDS", strings.Join(strs(name["given"]), " "), str(name, "family"), NHSNumber, gp)
+	} else {
+		r.result("nobody knows NHS number %s yet (no Spine lookup in this build)", NHSNumber)
+		if resp, err = r.call(ctx, http.StatusCreated, http.MethodPost, "Patient", patient(), "If-None-Exist: identifier="+sysNHS+"|"+NHSNumber); err != nil {
+			return err
+		}
+		r.ids.patient = "Patient/" + str(resp.JSON, "id")
+		r.result("registered: Sam Taylor, NHS number %s, registered with Anytown Medical Practice", NHSNumber)
+	}
 	r.tl.Patient = r.ids.patient
-	r.result("Sam Taylor, NHS number %s, registered with Anytown Medical Practice", NHSNumber)
-	now := time.Now()
+	if r.has(opIngest) {
+		return ingestEpisode(ctx, r)
+	}
 	enc := map[string]any{
 		"resourceType":    "Encounter",
 		"status":          "in-progress",
 		"class":           coding("http://terminology.hl7.org/CodeSystem/v3-ActCode", "AMB", "ambulatory"),
 		"type":            []any{map[string]any{"text": "Police custody healthcare assessment"}},
 		"subject":         ref(r.ids.patient),
-		"period":          map[string]any{"start": stamp(now.Add(-2 * time.Hour))},
-		"reasonCode":      []any{map[string]any{"text": "Detained under arrest; healthcare assessment on arrival"}},
+		"period":          map[string]any{"start": stamp(r.arrived)},
+		"reasonCode":      []any{map[string]any{"text": "Detained under PACE; healthcare assessment on arrival"}},
 		"serviceProvider": orgRef(odsCustody, "Anytown Police Custody Healthcare"),
 	}
 	if resp, err = r.call(ctx, http.StatusCreated, http.MethodPost, "Encounter", enc); err != nil {
@@ -125,12 +156,22 @@ func arrival(ctx context.Context, r *runner) error {
 	return nil
 }
 
-func scrLookup(ctx context.Context, r *runner) error {
-	return fmt.Errorf("the Summary Care Record lookup is offered by the broker but not driven by this demo build")
+func strs(v any) []string {
+	var out []string
+	for _, x := range list(v) {
+		if s, ok := x.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
-// clinicalEntries are what the custody HCP records, as one transaction.
+// clinicalEntries are what the custody HCP records: through the EMR's clinical-entries
+// ingest where the broker has it, else as one FHIR transaction.
 func clinicalEntries(ctx context.Context, r *runner) error {
+	if r.has(opIngest) {
+		return ingestClinical(ctx, r)
+	}
 	now := time.Now().Add(-90 * time.Minute)
 	obs := func(code, display string, value map[string]any, category string) map[string]any {
 		o := map[string]any{
@@ -235,6 +276,10 @@ func screening(ctx context.Context, r *runner) error {
 		}
 		r.result("L&D sees %d %s(s) recorded in custody (direct care: implied consent between health agencies)", n, t)
 	}
+	if r.has(opExtract) {
+		return screeningExtract(ctx, r)
+	}
+	r.note("QuestionnaireResponse extraction is not available in this build: L&D records its screening and flag itself")
 	qr := map[string]any{
 		"resourceType": "QuestionnaireResponse",
 		"status":       "completed",
@@ -446,6 +491,8 @@ func (r *runner) courtSees(ctx context.Context) (int, error) {
 	return r.count(ctx, "court", "Composition?"+query("subject", r.ids.patient, "type", sysDocType+"|court-report"))
 }
 
+// courtReportWithheld and courtReportDelivered write the report as a Composition where the
+// broker does not build court reports itself.
 func courtReportWithheld(ctx context.Context, r *runner) error {
 	resp, err := r.call(ctx, http.StatusCreated, http.MethodPost, "Composition", r.courtReport(time.Now(), ""))
 	if err != nil {
@@ -489,6 +536,9 @@ func courtReportDelivered(ctx context.Context, r *runner) error {
 }
 
 func release(ctx context.Context, r *runner) error {
+	if r.has(opHandback) {
+		return releaseHandback(ctx, r)
+	}
 	resp, err := r.call(ctx, http.StatusOK, http.MethodGet, r.ids.encounter, nil)
 	if err != nil {
 		return err
@@ -509,13 +559,16 @@ func release(ctx context.Context, r *runner) error {
 }
 
 func gpHandBack(ctx context.Context, r *runner) error {
-	gp := r.env.Receivers[EndpointGP]
-	if gp != nil {
-		var got []string
+	if gp := r.env.Receivers[EndpointGP]; gp != nil {
 		for _, rec := range gp.Received() {
-			got = append(got, rec.Refs()...)
+			for _, res := range rec.Resources {
+				if str(res, "resourceType") == "Bundle" && str(res, "type") == "document" {
+					r.note("the practice's system received the hand-back document: %s", describeDocument(res))
+					continue
+				}
+				r.note("the practice's system received %s (%s)", sink.Ref(res), str(res, "status"))
+			}
 		}
-		r.note("the practice's system has received: %s", strings.Join(got, ", "))
 	}
 	pat := strings.TrimPrefix(r.ids.patient, "Patient/")
 	for _, t := range []string{"Encounter", "Observation", "Condition", "MedicationStatement", "AllergyIntolerance"} {
@@ -526,4 +579,18 @@ func gpHandBack(ctx context.Context, r *runner) error {
 		r.result("the GP reads %d %s(s) of the custody episode (continuity of care)", n, t)
 	}
 	return nil
+}
+
+// describeDocument names a document Bundle's Composition and its sections.
+func describeDocument(doc map[string]any) string {
+	entries := list(doc["entry"])
+	if len(entries) == 0 {
+		return "an empty document"
+	}
+	comp := obj(obj(entries[0])["resource"])
+	var sections []string
+	for _, s := range list(comp["section"]) {
+		sections = append(sections, str(obj(s), "title"))
+	}
+	return fmt.Sprintf("%q, %d entries; sections: %s", str(comp, "title"), len(entries), strings.Join(sections, ", "))
 }

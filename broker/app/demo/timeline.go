@@ -33,9 +33,11 @@ type Timeline struct {
 	// endpoint id.
 	Nodes     []string          `json:"nodes"`
 	Receivers map[string]string `json:"receivers"`
-	Patient   string            `json:"patient,omitempty"`
-	Steps     []*Step           `json:"steps"`
-	Summary   Summary           `json:"summary"`
+	// Spine is the Spine simulator's URL when the nodes use one.
+	Spine   string  `json:"spine,omitempty"`
+	Patient string  `json:"patient,omitempty"`
+	Steps   []*Step `json:"steps"`
+	Summary Summary `json:"summary"`
 	// Problems are what did not go as the pathway expects (a delivery that did not arrive,
 	// a request that failed); a run without problems succeeded.
 	Problems []string `json:"problems,omitempty"`
@@ -141,6 +143,9 @@ func (t *Timeline) WriteText(w io.Writer, verbose bool) error {
 	sort.Strings(ids)
 	for _, id := range ids {
 		p.line("  receiver   %-20s %s", id, t.Receivers[id])
+	}
+	if t.Spine != "" {
+		p.line("  spine      %-20s %s (PDS and SCR test patients; the demo GP is their practice)", "simulator", t.Spine)
 	}
 	for _, s := range t.Steps {
 		p.line("")
