@@ -38,9 +38,7 @@ func TestDemoCommandPrintsTheTimeline(t *testing.T) {
 		"Summary Care Record lookup",
 		"Clinical entries",
 		"L&D screening",
-		"Referral to probation",
 		"Probation pulls its referrals and accepts the Task",
-		"Court report written before the person consented",
 		"The person consents; L&D issues the court report again",
 		"Release from custody",
 		"GP hand-back",
@@ -52,15 +50,15 @@ func TestDemoCommandPrintsTheTimeline(t *testing.T) {
 			t.Errorf("the timeline lacks %q", want)
 		}
 	}
-	// The facts: who received what, by which route and purpose, and what consent withheld.
+	// The facts: who received what, by which route and purpose, and what was withheld and why.
 	for _, want := range []string{
 		"to Anytown Liaison and Diversion Service (ld-team-fhir)\n                  route custody-clinical-to-ld, purpose TREAT",
 		"to Probation Service, Anytown region (probation-messaging)\n                  route probation-referral, purpose COC",
 		"to Anytown Liaison and Diversion Service (ld-team-fhir)\n                  route task-status-to-referrer, purpose COC",
 		"to Anytown Medical Practice (gp-fhir)\n                  route custody-discharge-to-gp, purpose COC",
-		"xx withheld",
-		"route court-report, purpose HLEGAL; sharing rule court-reports needs the patient's explicit Consent",
-		"-> delivered  Composition/",
+		"to Anytown Magistrates' Court (court-fhir)\n                  route court-report, purpose HLEGAL",
+		"xx withheld   Flag/",
+		"route probation-referral-flags, purpose COC; ",
 		"Anytown Magistrates' Court                   received 1",
 	} {
 		if !strings.Contains(out, want) {
@@ -118,15 +116,20 @@ func TestDemoCommandJSON(t *testing.T) {
 			t.Errorf("no step of stage %s", st)
 		}
 	}
+	// The court gets the report once, after the person's consent, and nothing before.
+	if got := strings.Join(got["court-report"], " "); !strings.HasSuffix(got, "Composition>court-fhir:delivered") || strings.Count(got, ":delivered") != 1 {
+		t.Errorf("court-report stage deliveries %q: want the report delivered once, last", got)
+	}
 	for stage, want := range map[string][]string{
-		"arrival":      {"Encounter>ld-team-fhir:delivered"},
-		"referral":     {"ServiceRequest>probation-messaging:delivered"},
-		"court-report": {"Composition>court-fhir:withheld", "Composition>court-fhir:delivered"},
-		"release":      {"Encounter>ld-team-fhir:delivered", "Encounter>gp-fhir:delivered"},
+		"arrival": {"Encounter>ld-team-fhir:delivered"},
+		"release": {"Encounter>ld-team-fhir:delivered", "Encounter>gp-fhir:delivered"},
 	} {
 		if strings.Join(got[stage], " ") != strings.Join(want, " ") {
 			t.Errorf("stage %s: deliveries %v, want %v", stage, got[stage], want)
 		}
+	}
+	if !strings.Contains(strings.Join(got["referral"], " "), "ServiceRequest>probation-messaging:delivered") {
+		t.Errorf("referral stage: deliveries %v, want the referral delivered to probation", got["referral"])
 	}
 	if n := tl.Summary.ReceivedBy["Anytown Magistrates' Court"]; n != 1 {
 		t.Errorf("the court received %d deliveries, want the one report after consent", n)

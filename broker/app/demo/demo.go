@@ -75,6 +75,12 @@ func startInProcess(ctx context.Context, o Options) (ip *inProcess, err error) {
 	if err != nil {
 		return nil, err
 	}
+	sp, err := StartSpine()
+	if err != nil {
+		return nil, err
+	}
+	ip.closers = append(ip.closers, func() { sp.Close() }) //nolint:errcheck // the demo is over
+	AlignGP(base)
 	receivers, err := StartReceivers(base)
 	if err != nil {
 		return nil, err
@@ -104,6 +110,7 @@ func startInProcess(ctx context.Context, o Options) (ip *inProcess, err error) {
 		ConfigFile: cfgPath,
 		PublicBase: root + "/fhir",
 		Logger:     logger,
+		Spine:      sp.Options,
 		// Receivers are local and answer at once; short retries keep a hiccup from
 		// stalling the story.
 		Routing: app.RoutingOptions{RetryBase: 100 * time.Millisecond, RetryMax: time.Second, Poll: 10 * time.Millisecond},
@@ -121,7 +128,7 @@ func startInProcess(ctx context.Context, o Options) (ip *inProcess, err error) {
 		srv.Shutdown(sctx) //nolint:errcheck // the demo is over
 	})
 	node.Start(ctx)
-	ip.env = Env{Nodes: []string{root}, Token: node.Token, Config: node.Config, Receivers: receivers, Wait: o.Wait}
+	ip.env = Env{Nodes: []string{root}, Token: node.Token, Config: node.Config, Receivers: receivers, Wait: o.Wait, Spine: sp.URL}
 	return ip, nil
 }
 

@@ -321,7 +321,17 @@ func (r *runner) probationReferral(ctx context.Context) string {
 
 // courtReportOp asks the broker for the court report of the assessment.
 func (r *runner) courtReportOp(ctx context.Context, want int) (map[string]any, error) {
-	resp, err := r.call(ctx, want, http.MethodPost, strings.TrimPrefix(r.ids.assessment, "/")+"/$court-report", nil)
+	// An extracted assessment carries the recommendation and summary for the court; a
+	// response recorded without the L&D Questionnaires does not, so they are given here.
+	var body any
+	if !r.has(opExtract) {
+		body = map[string]any{"resourceType": "Parameters", "parameter": []any{
+			map[string]any{"name": "recommendation", "valueCode": "divert"},
+			map[string]any{"name": "summary", "valueString": "Depressive disorder and alcohol dependence; at risk of homelessness. " +
+				"Referred to probation for housing and alcohol support. Diversion to community support is recommended."},
+		}}
+	}
+	resp, err := r.call(ctx, want, http.MethodPost, r.ids.assessment+"/$court-report", body)
 	if err != nil {
 		return nil, err
 	}

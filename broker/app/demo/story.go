@@ -295,9 +295,11 @@ func screening(ctx context.Context, r *runner) error {
 			map[string]any{"linkId": "adjustments", "text": "Reasonable adjustments needed", "answer": []any{map[string]any{"valueString": "Information in easy read; extra time to understand questions"}}},
 		},
 	}
-	if _, err := r.call(ctx, http.StatusCreated, http.MethodPost, "QuestionnaireResponse", qr); err != nil {
+	resp, err := r.call(ctx, http.StatusCreated, http.MethodPost, "QuestionnaireResponse", qr)
+	if err != nil {
 		return err
 	}
+	r.ids.assessment = "QuestionnaireResponse/" + str(resp.JSON, "id")
 	r.result("screening recorded: mental health and alcohol concerns, housing need, reasonable adjustments")
 	flag := map[string]any{
 		"resourceType": "Flag",
