@@ -3,9 +3,12 @@ package systest
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -25,6 +28,7 @@ type pathway struct {
 	nodes     []*broker
 	cfg       *config.Config
 	receivers map[string]*sink.Sink
+	spine     *demo.Spine
 	tokens    map[string]string
 }
 
@@ -36,6 +40,12 @@ func startPathway(t *testing.T) *pathway {
 	if err != nil {
 		t.Fatal(err)
 	}
+	sp, err := demo.StartSpine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close() })
+	demo.AlignGP(base)
 	receivers, err := demo.StartReceivers(base)
 	if err != nil {
 		t.Fatal(err)
@@ -46,6 +56,11 @@ func startPathway(t *testing.T) *pathway {
 		}
 	})
 	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "spine.key")
+	pemKey := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(sp.Key)})
+	if err := os.WriteFile(keyFile, pemKey, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	path := filepath.Join(dir, "agencies.json")
 	if err := demo.WriteConfig(path, base, receivers); err != nil {
 		t.Fatal(err)
@@ -57,8 +72,10 @@ func startPathway(t *testing.T) *pathway {
 	s := &setup{config: path, dataDir: filepath.Join(dir, "data"), env: []string{
 		"HJB_RETRY_BASE=100ms", "HJB_RETRY_MAX=500ms", "HJB_DELIVERY_LEASE=5s", "HJB_LOG_LEVEL=warn",
 		"HJB_STORE_URL=" + pg, "HJB_REDIS_URL=" + u, "HJB_REDIS_PREFIX=" + deliverytest.RedisPrefix(t, u),
+		"HJB_SPINE_URL=" + sp.URL, "HJB_SPINE_CLIENT_ID=" + sp.Options.ClientID, "HJB_SPINE_KEY_ID=" + sp.Options.KeyID,
+		"HJB_SPINE_KEY_FILE=" + keyFile,
 	}}
-	p := &pathway{s: s, cfg: cfg, receivers: receivers, tokens: map[string]string{}}
+	p := &pathway{s: s, cfg: cfg, receivers: receivers, spine: sp, tokens: map[string]string{}}
 	p.nodes = []*broker{s.start(t), s.start(t)}
 	return p
 }
@@ -121,6 +138,7 @@ func TestPathwayAcrossTwoBrokers(t *testing.T) {
 		Config:    p.cfg,
 		Receivers: p.receivers,
 		Wait:      30 * time.Second,
+		Spine:     p.spine.URL,
 	}
 	tl, err := demo.Story(ctx, env)
 	if err != nil {
@@ -142,48 +160,98 @@ func TestPathwayAcrossTwoBrokers(t *testing.T) {
 	patient := tl.Patient
 
 	t.Run("what each agency received", func(t *testing.T) {
-		count := func(list []string, prefix string) int {
-			n := 0
-			for _, s := range list {
-				if strings.HasPrefix(s, prefix) {
-					n++
+		// Exactly the deliveries the timeline calls delivered, endpoint by endpoint.
+		want := map[string]map[string]demo.Delivery{}
+		for _, st := range tl.Steps {
+			for _, d := range st.Deliveries {
+				if d.State == "delivered" {
+					if want[d.Endpoint] == nil {
+						want[d.Endpoint] = map[string]demo.Delivery{}
+					}
+					want[d.Endpoint][d.ID] = d
 				}
 			}
-			return n
+		}
+		for ep, r := range p.receivers {
+			got := r.Received()
+			if len(got) != len(want[ep]) {
+				t.Errorf("%s received %d deliveries, the timeline delivered %d: %v", ep, len(got), len(want[ep]), received(r))
+			}
+			for _, rec := range got {
+				d, ok := want[ep][rec.RequestID]
+				if !ok {
+					t.Errorf("%s received request %s (%v), which no step delivered", ep, rec.RequestID, rec.Refs())
+					continue
+				}
+				if ep != demo.EndpointGP && (len(rec.Refs()) != 1 || !strings.HasPrefix(d.Resource, rec.Refs()[0]+"/_history/")) {
+					t.Errorf("%s: delivery %s carried %v, the log says %s", ep, rec.RequestID, rec.Refs(), d.Resource)
+				}
+			}
+		}
+		// And what each must never get.
+		never := map[string][]string{
+			// L&D's own writes never come back to it.
+			demo.EndpointLD: {"Flag", "QuestionnaireResponse", "ServiceRequest", "Composition", "Consent", "DocumentReference", "Patient", "Task:1:"},
+			// Probation gets referrals and flags, nothing clinical.
+			demo.EndpointProbation: {"Observation", "Condition", "MedicationStatement", "MedicationAdministration", "AllergyIntolerance",
+				"QuestionnaireResponse", "Encounter", "Composition", "Patient"},
+			// The court gets the report and nothing else; never a draft.
+			demo.EndpointCourt: {"Observation", "Condition", "MedicationStatement", "AllergyIntolerance", "QuestionnaireResponse",
+				"Encounter", "Flag", "ServiceRequest", "Task", "Composition:1:preliminary", "Composition:2:preliminary"},
+			// The GP gets the hand-back at release, never the open episode.
+			demo.EndpointGP: {"Encounter:1:", "Encounter:2:", "Observation", "Flag", "ServiceRequest"},
+		}
+		for ep, prefixes := range never {
+			for _, got := range received(p.receivers[ep]) {
+				for _, prefix := range prefixes {
+					if strings.HasPrefix(got, prefix) {
+						t.Errorf("%s received %s", ep, got)
+					}
+				}
+			}
+		}
+		prob := p.receivers[demo.EndpointProbation].Received()
+		for _, rec := range prob {
+			if rec.Kind != sink.KindMessage {
+				t.Errorf("probation received a %s, want FHIR messages only", rec.Kind)
+			}
+		}
+		if !slicesContains(received(p.receivers[demo.EndpointProbation]), "ServiceRequest:1:active") {
+			t.Errorf("probation did not receive the referral: %v", received(p.receivers[demo.EndpointProbation]))
 		}
 		ld := received(p.receivers[demo.EndpointLD])
-		for prefix, want := range map[string]int{
-			"Encounter:1:in-progress": 1, "Encounter:2:finished": 1, "Observation:1:final": 5, "Condition:1:": 2,
-			"MedicationStatement:1:active": 1, "AllergyIntolerance:1:": 1,
-			"Task:2:accepted": 1, "Task:3:in-progress": 1, "Task:4:completed": 1,
-			// L&D's own writes never come back to it; the court report is not for L&D.
-			"Flag": 0, "QuestionnaireResponse": 0, "ServiceRequest": 0, "Composition": 0, "Consent": 0, "Patient": 0,
-		} {
-			if got := count(ld, prefix); got != want {
-				t.Errorf("L&D received %d of %s, want %d; all: %v", got, prefix, want, ld)
+		for _, w := range []string{"Task:2:accepted", "Task:3:in-progress", "Task:4:completed"} {
+			if !slicesContains(ld, w) {
+				t.Errorf("L&D did not receive %s: %v", w, ld)
 			}
 		}
 		if i, j := indexOf(ld, "Task:2:accepted"), indexOf(ld, "Task:4:completed"); i < 0 || j < i {
 			t.Errorf("L&D received the Task's progress out of order: %v", ld)
 		}
-		prob := p.receivers[demo.EndpointProbation].Received()
-		if len(prob) != 1 || prob[0].Kind != sink.KindMessage || strings.Join(received(p.receivers[demo.EndpointProbation]), " ") != "ServiceRequest:1:active" {
-			t.Errorf("probation received %v, want only the referral as a FHIR message", received(p.receivers[demo.EndpointProbation]))
+		if n := countPrefix(ld, "Observation:1:final"); n < 5 {
+			t.Errorf("L&D received %d custody Observations, want the vital signs and NEWS2 (at least 5): %v", n, ld)
 		}
-		// The court gets the report once, the version issued after consent, never the first.
-		if got := strings.Join(received(p.receivers[demo.EndpointCourt]), " "); got != "Composition:2:final" {
-			t.Errorf("the court received %q, want only the report's second version", got)
+	})
+
+	t.Run("GP hand-back", func(t *testing.T) {
+		got := p.receivers[demo.EndpointGP].Received()
+		if len(got) != 1 || len(got[0].Resources) != 1 {
+			t.Fatalf("the GP received %v, want one hand-back", received(p.receivers[demo.EndpointGP]))
 		}
-		gp := received(p.receivers[demo.EndpointGP])
-		if count(gp, "Encounter:2:finished") != 1 || count(gp, "Encounter:1") != 0 || count(gp, "Observation") != 0 {
-			t.Errorf("the GP received %v, want the finished custody Encounter (hand-back) and no open one", gp)
-		}
-		for _, r := range p.receivers[demo.EndpointGP].Received() {
-			for _, res := range r.Resources {
-				if res["resourceType"] == "Encounter" && res["period"].(map[string]any)["end"] == nil {
-					t.Errorf("the hand-back Encounter has no end: %v", res)
-				}
+		doc := got[0].Resources[0]
+		enc := stepResource(tl, "Encounter/")
+		if doc["resourceType"] == "Bundle" {
+			entries := doc["entry"].([]any)
+			comp := entries[0].(map[string]any)["resource"].(map[string]any)
+			raw, _ := json.Marshal(comp["type"])
+			if doc["type"] != "document" || comp["resourceType"] != "Composition" || !strings.Contains(string(raw), "373942005") {
+				t.Errorf("the hand-back is not a discharge-summary document: type %v, %s", doc["type"], raw)
 			}
+			if e, _ := comp["encounter"].(map[string]any); e == nil || e["reference"] != enc {
+				t.Errorf("the hand-back's encounter %v, want %s", comp["encounter"], enc)
+			}
+		} else if doc["resourceType"] != "Encounter" || doc["status"] != "finished" {
+			t.Errorf("the GP received %v", received(p.receivers[demo.EndpointGP]))
 		}
 	})
 
@@ -212,17 +280,34 @@ func TestPathwayAcrossTwoBrokers(t *testing.T) {
 
 	t.Run("court delivery depends on consent", func(t *testing.T) {
 		report := stepResource(tl, "Composition/")
-		ds := adminDeliveries(t, p, 0, "destination="+demo.EndpointCourt)
-		states := map[string]map[string]any{}
-		for _, d := range ds {
-			states[d["resource"].(string)] = d
+		court := tl.Stage(demo.StageCourt)
+		if len(court) != 2 {
+			t.Fatalf("%d court-report steps, want 2", len(court))
 		}
-		v1, v2 := states[report+"/_history/1"], states[report+"/_history/2"]
-		if v1 == nil || v1["state"] != "withheld" || !strings.Contains(v1["reason"].(string), "Consent") {
-			t.Errorf("version 1 (before consent) to the court: %v", v1)
+		// Before consent nothing reached the court: the report was a draft the route does not
+		// send, or (written final by hand) withheld at delivery.
+		for _, d := range court[0].Deliveries {
+			if d.Endpoint == demo.EndpointCourt && d.State != "withheld" {
+				t.Errorf("before consent: %+v", d)
+			}
 		}
-		if v2 == nil || v2["state"] != "delivered" {
-			t.Errorf("version 2 (after consent) to the court: %v", v2)
+		var after []demo.Delivery
+		for _, d := range court[1].Deliveries {
+			if d.Endpoint == demo.EndpointCourt {
+				after = append(after, d)
+			}
+		}
+		if len(after) != 1 || after[0].State != "delivered" || !strings.HasPrefix(after[0].Resource, report+"/_history/") {
+			t.Errorf("after consent: %+v, want %s delivered once", after, report)
+		}
+		for _, d := range adminDeliveries(t, p, 0, "destination="+demo.EndpointCourt) {
+			if d["state"] == "delivered" && d["resource"] != after[0].Resource {
+				t.Errorf("the court was also sent %v", d)
+			}
+		}
+		got := p.receivers[demo.EndpointCourt].Received()
+		if len(got) == 1 && got[0].Resources[0]["status"] != "final" {
+			t.Errorf("the court received a report with status %v", got[0].Resources[0]["status"])
 		}
 		// The court reads it on either node now, and still sees nothing clinical.
 		for i := range p.nodes {
@@ -293,18 +378,26 @@ func TestPathwayAcrossTwoBrokers(t *testing.T) {
 
 // restrictedPatient books in a patient whose record is restricted (confidentiality R) on
 // node 1 and checks on node 2 that health agencies see them without address, telephone or
-// GP, that the routes still serve their care, and that operators see the record whole.
+// GP, that their episode still reaches L&D for their care, that the GP hand-back is withheld
+// for a manual transfer (custody gets a Task) without naming the practice, and that
+// operators see the record whole.
 func restrictedPatient(t *testing.T, p *pathway) {
+	gpODS := ""
+	for _, a := range p.cfg.Agencies {
+		if a.Kind == config.KindGP {
+			gpODS = a.ODS
+		}
+	}
 	pat := map[string]any{
 		"resourceType": "Patient",
 		"meta":         map[string]any{"security": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}}},
 		"identifier":   []any{map[string]any{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9000000017"}},
-		"name":         []any{map[string]any{"family": "Restricted", "given": []any{"Alex"}}},
-		"birthDate":    "1985-02-01",
+		"name":         []any{map[string]any{"family": "Hidden", "given": []any{"Ann"}}},
+		"birthDate":    "1990-03-14",
 		"address":      []any{map[string]any{"line": []any{"7 Hidden Lane"}, "city": "Anytown"}},
 		"telecom":      []any{map[string]any{"system": "phone", "value": "07700 900123"}},
 		"generalPractitioner": []any{map[string]any{"identifier": map[string]any{
-			"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "XGP001"}}},
+			"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": gpODS}}},
 	}
 	status, created := p.fhir(t, 0, "custody-hcp", http.MethodPost, "Patient", pat)
 	if status != http.StatusCreated {
@@ -321,6 +414,7 @@ func restrictedPatient(t *testing.T, p *pathway) {
 	if status != http.StatusCreated {
 		t.Fatalf("creating the restricted patient's Encounter: %d %v", status, e)
 	}
+	encRef := "Encounter/" + e["id"].(string)
 	for _, client := range []string{"ld-team", "gp"} {
 		status, got := p.fhir(t, 1, client, http.MethodGet, "Patient/"+id, nil)
 		if status != http.StatusOK {
@@ -343,28 +437,57 @@ func restrictedPatient(t *testing.T, p *pathway) {
 	if status, got := p.fhir(t, 1, "operator", http.MethodGet, "Patient/"+id, nil); status != http.StatusOK || got["address"] == nil {
 		t.Errorf("the operator's read: %d %v", status, got)
 	}
-	// The episode is routed for care as for anyone: to L&D and, finished, to the GP.
+	// The episode reaches L&D for the person's care.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	encRef := "Encounter/" + e["id"].(string)
-	for _, ep := range []string{demo.EndpointLD, demo.EndpointGP} {
-		err := p.receivers[ep].Wait(ctx, func(rs []sink.Received) bool {
-			for _, r := range rs {
-				if slicesContains(r.Refs(), encRef) {
-					return true
-				}
+	err := p.receivers[demo.EndpointLD].Wait(ctx, func(rs []sink.Received) bool {
+		for _, r := range rs {
+			if slicesContains(r.Refs(), encRef) {
+				return true
 			}
-			return false
-		})
-		if err != nil {
-			t.Errorf("%s: the restricted patient's Encounter: %v\n%s", ep, err, p.logs())
 		}
+		return false
+	})
+	if err != nil {
+		t.Errorf("L&D: the restricted patient's Encounter: %v\n%s", err, p.logs())
+	}
+	// The hand-back is withheld for a manual transfer, and custody is asked to do it.
+	var gp map[string]any
+	deadline := time.Now().Add(30 * time.Second)
+	for gp == nil || gp["state"] == "pending" || gp["state"] == "retrying" {
+		if time.Now().After(deadline) {
+			t.Fatalf("the restricted patient's hand-back did not end: %v\n%s", gp, p.logs())
+		}
+		time.Sleep(100 * time.Millisecond)
+		for _, d := range adminDeliveries(t, p, 1, "patient=Patient/"+id+"&destination="+demo.EndpointGP) {
+			gp = d
+		}
+	}
+	reason, _ := gp["reason"].(string)
+	if gp["state"] != "withheld" || !strings.Contains(reason, "manual GP transfer") || strings.Contains(reason, gpODS) || strings.Contains(reason, "Hidden Lane") {
+		t.Errorf("the restricted patient's hand-back: %v", gp)
+	}
+	var tasks []any
+	for time.Now().Before(deadline) && len(tasks) == 0 {
+		status, b := p.fhir(t, 0, "custody-hcp", http.MethodGet,
+			"Task?code=https://hjbroker.dev/fhir/CodeSystem/task-code|manual-gp-transfer&patient=Patient/"+id, nil)
+		if status != http.StatusOK {
+			t.Fatalf("custody searching its manual-transfer Tasks: %d %v", status, b)
+		}
+		tasks, _ = b["entry"].([]any)
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(tasks) != 1 {
+		t.Errorf("custody has %d manual-transfer Tasks for the restricted patient, want 1", len(tasks))
 	}
 	for ep, r := range p.receivers {
 		for _, rec := range r.Received() {
 			raw, _ := json.Marshal(rec.Resources)
 			if strings.Contains(string(raw), "Hidden Lane") || strings.Contains(string(raw), "07700 900123") {
 				t.Errorf("%s received the restricted patient's address or telephone: %s", ep, raw)
+			}
+			if ep == demo.EndpointGP && strings.Contains(string(raw), id) {
+				t.Errorf("the GP received something about the restricted patient: %s", raw)
 			}
 		}
 	}
@@ -377,6 +500,16 @@ func slicesContains(l []string, s string) bool {
 		}
 	}
 	return false
+}
+
+func countPrefix(l []string, prefix string) int {
+	n := 0
+	for _, x := range l {
+		if strings.HasPrefix(x, prefix) {
+			n++
+		}
+	}
+	return n
 }
 
 func indexOf(l []string, s string) int {
