@@ -207,20 +207,7 @@ func (r *runner) extract(ctx context.Context, qr map[string]any) (*response, err
 	if err != nil {
 		return nil, err
 	}
-	n := map[string]int{}
-	var order []string
-	for _, v := range storedVersions(resp) {
-		t, _, _ := strings.Cut(v, "/")
-		if n[t] == 0 {
-			order = append(order, t)
-		}
-		n[t]++
-	}
-	parts := make([]string, len(order))
-	for i, t := range order {
-		parts[i] = fmt.Sprintf("%d %s", n[t], t)
-	}
-	r.result("$extract stored %s", strings.Join(parts, ", "))
+	r.result("the answers, checked against the shipped Questionnaire, extracted to UK Core resources in one transaction")
 	return resp, nil
 }
 
@@ -263,7 +250,7 @@ func assessmentExtract(ctx context.Context, r *runner) error {
 		group("assessment", answerItem("assessment.consent", vbool(true)), answerItem("assessment.datetime", map[string]any{"valueDateTime": stamp(at)})),
 		group("mh", answerItem("mh.contact", yes()), answerItem("mh.diagnosis", map[string]any{"valueCoding": coding(sysSNOMED, "35489007", "Depressive disorder")}),
 			answerItem("mh.self-harm-risk", vcode(sysRisk, "low")), answerItem("mh.suicide-risk", vcode(sysRisk, "low")),
-			answerItem("mh.notes", vstring("Low mood since losing his job; takes sertraline."))),
+			answerItem("mh.notes", vstring("Low mood since losing their job; takes sertraline."))),
 		group("neuro", answerItem("neuro.learning-disability", no()), answerItem("neuro.autism", no()), answerItem("neuro.adhd", no()),
 			answerItem("neuro.slcn", yes())),
 		group("substance", answerItem("substance.drug-use", no()),

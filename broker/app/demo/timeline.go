@@ -167,15 +167,28 @@ func (t *Timeline) WriteText(w io.Writer, verbose bool) error {
 				}
 				p.line("    %-6s %-58s %d%s", a.Method, shorten(p.ids(readablePath(a.Path)), 58), a.Status, as)
 			}
-			for _, st := range a.Stored {
-				p.line("           stored    %s", version(st))
+			if verbose || len(a.Stored) <= 3 {
+				for _, st := range a.Stored {
+					p.line("           stored    %s", version(st))
+				}
+			} else {
+				p.line("           stored    %s", countTypes(a.Stored))
 			}
 			if a.Result != "" {
 				p.line("           %s", a.Result)
 			}
 		}
-		for _, d := range s.Deliveries {
-			what := fmt.Sprintf("%s to %s (%s)", version(d.Resource), d.Agency, d.Endpoint)
+		for _, g := range groupDeliveries(s.Deliveries, verbose) {
+			d := g[0]
+			res := version(d.Resource)
+			if len(g) > 1 {
+				refs := make([]string, len(g))
+				for i, x := range g {
+					refs[i] = x.Resource
+				}
+				res = countTypes(refs)
+			}
+			what := fmt.Sprintf("%s to %s (%s)", res, d.Agency, d.Endpoint)
 			why := fmt.Sprintf("route %s, purpose %s", d.Route, d.Purpose)
 			switch d.State {
 			case "delivered":
@@ -244,6 +257,43 @@ func version(ref string) string {
 		return r + " v" + v
 	}
 	return ref
+}
+
+// groupDeliveries puts consecutive deliveries that went the same way (state, endpoint,
+// route, reason) together, so that a transaction's twelve deliveries read as one line;
+// verbose keeps each apart.
+func groupDeliveries(ds []Delivery, verbose bool) [][]Delivery {
+	var out [][]Delivery
+	for _, d := range ds {
+		if n := len(out); n > 0 && !verbose {
+			last := out[n-1][0]
+			if last.State == d.State && last.Endpoint == d.Endpoint && last.Route == d.Route && last.Reason == d.Reason && last.LastError == d.LastError {
+				out[n-1] = append(out[n-1], d)
+				continue
+			}
+		}
+		out = append(out, []Delivery{d})
+	}
+	return out
+}
+
+// countTypes sums up versions by resource type, in order of first appearance:
+// "7 Observation, 2 Condition".
+func countTypes(versions []string) string {
+	n := map[string]int{}
+	var order []string
+	for _, v := range versions {
+		t, _, _ := strings.Cut(v, "/")
+		if n[t] == 0 {
+			order = append(order, t)
+		}
+		n[t]++
+	}
+	parts := make([]string, len(order))
+	for i, t := range order {
+		parts[i] = fmt.Sprintf("%d %s", n[t], t)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // readablePath shows a request path with its query unescaped.
