@@ -2,6 +2,7 @@ package demo
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -90,5 +91,48 @@ func TestStoryReportsWhatDidNotArrive(t *testing.T) {
 	}
 	if el := time.Since(start); el > 30*time.Second {
 		t.Errorf("the run took %s with one receiver down", el)
+	}
+}
+
+func TestTimelineGroupsDeliveriesThatWentTheSameWay(t *testing.T) {
+	d := func(res, ep, state, reason string) Delivery {
+		return Delivery{Resource: res, Endpoint: ep, Route: "r-" + ep, State: state, Reason: reason}
+	}
+	ds := []Delivery{
+		d("Observation/a/_history/1", "ld", "delivered", ""),
+		d("Observation/b/_history/1", "ld", "delivered", ""),
+		d("Condition/c/_history/1", "ld", "delivered", ""),
+		d("Flag/f/_history/1", "prob", "withheld", "no consent"),
+		d("Flag/g/_history/1", "prob", "withheld", "sharing rule"),
+		d("Encounter/e/_history/2", "ld", "delivered", ""),
+	}
+	cases := []struct {
+		verbose bool
+		want    []int
+	}{
+		{false, []int{3, 1, 1, 1}},
+		{true, []int{1, 1, 1, 1, 1, 1}},
+	}
+	for _, c := range cases {
+		var got []int
+		for _, g := range groupDeliveries(ds, c.verbose) {
+			got = append(got, len(g))
+		}
+		if fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Errorf("verbose %v: groups %v, want %v", c.verbose, got, c.want)
+		}
+	}
+	if got := countTypes([]string{"Observation/a/_history/1", "Condition/c/_history/1", "Observation/b/_history/1"}); got != "2 Observation, 1 Condition" {
+		t.Errorf("countTypes: %q", got)
+	}
+	var out strings.Builder
+	tl := &Timeline{Steps: []*Step{{N: 1, Title: "t", Client: "c", Agency: "a", Deliveries: ds}}}
+	if err := tl.WriteText(&out, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"-> delivered  2 Observation, 1 Condition to  (ld)", "xx withheld   Flag/f v1 to  (prob)", "r-prob, purpose ; sharing rule"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("text lacks %q:\n%s", want, out.String())
+		}
 	}
 }
