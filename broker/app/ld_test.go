@@ -236,6 +236,13 @@ func TestExtractRejectsAndStoresNothing(t *testing.T) {
 			}
 		})
 	}
+	// A plain create of a response is checked against the stored Questionnaire too.
+	bad := assessmentQR(t, p)
+	bad["item"].([]any)[1].(map[string]any)["item"].([]any)[2].(map[string]any)["answer"] = []any{map[string]any{"valueCoding": map[string]any{"system": ld.SystemRisk, "code": "extreme"}}}
+	r := s.DoAs("ld-team", http.MethodPost, "QuestionnaireResponse", bad).Want(t, http.StatusUnprocessableEntity)
+	if x := strings.Join(r.IssueExpressions(), " "); !strings.Contains(x, "QuestionnaireResponse.item[1].item[2].answer[0]") {
+		t.Errorf("plain create refused at %s", x)
+	}
 	// The Parameters form works, and a client without the scopes cannot extract.
 	s.DoAs("custody-hcp", http.MethodPost, "QuestionnaireResponse/$extract", assessmentQR(t, p)).Want(t, http.StatusForbidden)
 	params := map[string]any{"resourceType": "Parameters", "parameter": []any{map[string]any{"name": "questionnaire-response", "resource": assessmentQR(t, p)}}}
@@ -316,6 +323,9 @@ func TestProbationPullsAndWorksReferral(t *testing.T) {
 	tasks := s.DoAs("probation", http.MethodGet, "Task?owner:identifier="+url.QueryEscape(odsProbation)+"&status=requested", nil).Want(t, http.StatusOK)
 	if len(tasks.Entries()) != 1 || tasks.Str("entry.0.resource.focus.reference") != "ServiceRequest/"+srID {
 		t.Fatalf("probation's open Tasks: %s", tasks.Raw)
+	}
+	if byRef := s.DoAs("probation", http.MethodGet, "Task?owner=Organization/org-xprb01&status=requested", nil).Want(t, http.StatusOK); len(byRef.Entries()) != 1 {
+		t.Errorf("Task?owner=Organization/org-xprb01: %s", byRef.Raw)
 	}
 	task := apptest.Get(tasks.JSON, "entry.0.resource").(map[string]any)
 	taskID := task["id"].(string)
