@@ -437,10 +437,31 @@ func barsReferral(header, patientNHS string) map[string]any {
 // to L&D, correlated by MessageHeader.response.identifier.
 func TestBaRSReferralMessage(t *testing.T) {
 	s, sk := startDemo(t, sqlite(t))
+	known := newPatient(t, s, "9000000025")
+	// A referral whose performer cannot be resolved is refused whole.
+	bad := barsReferral("4c0ffee0-0000-4000-8000-0000000000ff", "9000000025")
+	apptest.Get(bad, "entry.2.resource").(map[string]any)["performer"] = []any{map[string]any{"reference": "HealthcareService/nowhere"}}
+	r := s.DoAs("ld-team", http.MethodPost, "$process-message", bad).Want(t, http.StatusUnprocessableEntity)
+	if x := r.IssueExpressions(); len(x) == 0 || x[0] != "Bundle.entry[2].resource.performer" {
+		t.Errorf("refusal names %v", x)
+	}
+	if n := s.Do(http.MethodGet, "ServiceRequest?_total=accurate", nil).Want(t, http.StatusOK).Total(); n != 0 {
+		t.Errorf("%d ServiceRequests stored by a refused message", n)
+	}
+
 	req := "4c0ffee0-0000-4000-8000-000000000001"
 	ack := s.DoAs("ld-team", http.MethodPost, "$process-message", barsReferral(req, "9000000025")).Want(t, http.StatusOK)
 	if ack.Str("entry.0.resource.response.identifier") != req {
 		t.Fatalf("acknowledgement %s", ack.Raw)
+	}
+	// Received again: acknowledged, not stored twice.
+	s.DoAs("ld-team", http.MethodPost, "$process-message", barsReferral(req, "9000000025")).Want(t, http.StatusOK)
+	if n := s.Do(http.MethodGet, "Task?_total=accurate", nil).Want(t, http.StatusOK).Total(); n != 1 {
+		t.Errorf("%d Tasks after the message twice, want 1", n)
+	}
+	// The person the broker knows by NHS number is the one referred, not a new Patient.
+	if n := s.Do(http.MethodGet, "Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9000000025&_total=accurate", nil).Want(t, http.StatusOK).Total(); n != 1 {
+		t.Errorf("%d Patients with the NHS number, want 1", n)
 	}
 	tasks := s.DoAs("probation", http.MethodGet, "Task?owner:identifier="+url.QueryEscape(odsProbation)+"&status=requested&_include=Task:focus", nil).Want(t, http.StatusOK)
 	var task, sr map[string]any
@@ -453,7 +474,7 @@ func TestBaRSReferralMessage(t *testing.T) {
 		}
 	}
 	if task == nil || sr == nil || apptest.Get(task, "focus.reference") != "ServiceRequest/"+sr["id"].(string) ||
-		apptest.Get(task, "requester.identifier.value") != "XLD001" || apptest.Get(task, "for.reference") != apptest.Get(sr, "subject.reference") {
+		apptest.Get(task, "requester.identifier.value") != "XLD001" || apptest.Get(task, "for.reference") != known || apptest.Get(sr, "subject.reference") != known {
 		t.Fatalf("probation's Tasks: %s", tasks.Raw)
 	}
 	reply := func(id, status string) map[string]any {
@@ -474,7 +495,7 @@ func TestBaRSReferralMessage(t *testing.T) {
 	}
 	// received → completed is not allowed: refused, and the Task is unchanged.
 	s.DoAs("probation", http.MethodPost, "$process-message", reply("4c0ffee0-0000-4000-8000-000000000002", "received")).Want(t, http.StatusOK)
-	r := s.DoAs("probation", http.MethodPost, "$process-message", reply("4c0ffee0-0000-4000-8000-000000000003", "completed")).Want(t, http.StatusConflict)
+	r = s.DoAs("probation", http.MethodPost, "$process-message", reply("4c0ffee0-0000-4000-8000-000000000003", "completed")).Want(t, http.StatusConflict)
 	if !strings.Contains(strings.Join(r.IssueExpressions(), " "), "Task.status") {
 		t.Errorf("refusal names %v", r.IssueExpressions())
 	}

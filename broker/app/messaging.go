@@ -117,11 +117,6 @@ func processMessage(n *Node) engine.Operation {
 				return nil, err
 			}
 		}
-		// A BaRS referral comes with the Task its receiver works (docs/ld-and-referrals.md).
-		tasks, err := referralTasks(ctx, n, event, entries, req.Access)
-		if err != nil {
-			return nil, err
-		}
 		// The focus resources first and the MessageHeader last, so that by the time the
 		// MessageHeader is written the patient the message is about is known.
 		var tx []any
@@ -140,7 +135,10 @@ func processMessage(n *Node) engine.Operation {
 			}
 			tx = append(tx, en)
 		}
-		tx = append(tx, tasks...)
+		// A BaRS referral comes with the Task its receiver works (docs/ld-and-referrals.md).
+		if tx, err = referralEntries(ctx, n, event, entries, tx, req.Access); err != nil {
+			return nil, err
+		}
 		_, full := entryResource(entries, 0)
 		if full == "" {
 			full = "urn:uuid:" + id

@@ -17,20 +17,30 @@ import (
 // EventReferralRequest is the BaRS message event of a referral (message-events-bars).
 const EventReferralRequest = "servicerequest-request"
 
-// referralTasks returns the Tasks a BaRS referral message ($process-message, event
-// servicerequest-request) needs: one for each active ServiceRequest in it that no Task in
-// the message already has as its focus, asking the ServiceRequest's performer (owner) to
-// fulfil it for the requester. A ServiceRequest entry without fullUrl or id gets a urn:uuid
-// fullUrl so that its Task can point at it. A ServiceRequest whose performer names no
-// organisation the broker can resolve is a 422 naming its performer.
-func referralTasks(ctx context.Context, n *Node, event string, entries []any, a *engine.Access) ([]any, error) {
+// referralEntries completes the transaction entries (tx, built in order from the message's
+// entries after the MessageHeader, skipping those without a resource) of a BaRS referral
+// message ($process-message, event servicerequest-request):
+//   - a Patient without id that carries an NHS number is created only if no Patient has that
+//     number (a conditional create), so repeated referrals do not duplicate the person;
+//   - each active ServiceRequest that no Task in the message has as its focus gets one,
+//     asking the ServiceRequest's performer (owner) to fulfil it for the requester. A
+//     ServiceRequest entry without fullUrl or id gets a urn:uuid fullUrl for its Task to
+//     point at. One whose performer names no organisation the broker can resolve is a 422
+//     naming its performer.
+func referralEntries(ctx context.Context, n *Node, event string, entries, tx []any, a *engine.Access) ([]any, error) {
 	if event != EventReferralRequest {
-		return nil, nil
+		return tx, nil
 	}
 	byURL := map[string]map[string]any{}
 	focused := map[string]bool{}
+	// at maps each tx entry to the message entry it came from.
+	var at []int
 	for i := 1; i < len(entries); i++ {
 		res, full := entryResource(entries, i)
+		if res == nil {
+			continue
+		}
+		at = append(at, i)
 		if full != "" {
 			byURL[full] = res
 		}
@@ -38,32 +48,44 @@ func referralTasks(ctx context.Context, n *Node, event string, entries []any, a 
 			focused[str(obj(res["focus"]), "reference")] = true
 		}
 	}
-	var out []any
-	for i := 1; i < len(entries); i++ {
-		res, full := entryResource(entries, i)
-		if str(res, "resourceType") != "ServiceRequest" || str(res, "status") != "active" {
+	if len(at) != len(tx) {
+		return nil, fmt.Errorf("referral message: %d transaction entries for %d message entries", len(tx), len(at))
+	}
+	out := tx
+	for k, raw := range tx {
+		en := obj(raw)
+		res := obj(en["resource"])
+		switch str(res, "resourceType") {
+		case "Patient":
+			if nhs := nhsNumber(res); nhs != "" && str(res, "id") == "" {
+				en["request"] = map[string]any{"method": http.MethodPost, "url": "Patient", "ifNoneExist": "identifier=" + systemNHSNumber + "|" + nhs}
+			}
+			continue
+		case "ServiceRequest":
+		default:
 			continue
 		}
-		ref := full
-		if id := str(res, "id"); id != "" && focused["ServiceRequest/"+id] {
+		if str(res, "status") != "active" {
 			continue
-		} else if ref == "" && id != "" {
+		}
+		id, ref := str(res, "id"), str(en, "fullUrl")
+		if (id != "" && focused["ServiceRequest/"+id]) || (ref != "" && focused[ref]) {
+			continue
+		}
+		switch {
+		case ref != "":
+		case id != "":
 			ref = "ServiceRequest/" + id
-		}
-		if focused[ref] && ref != "" {
-			continue
-		}
-		if ref == "" {
+		default:
 			ref = "urn:uuid:" + uuid.NewString()
-			obj(entries[i])["fullUrl"] = ref
+			en["fullUrl"] = ref
 		}
-		at := fmt.Sprintf("Bundle.entry[%d].resource", i)
 		owner, err := referralOwner(ctx, n, res, byURL)
 		if err != nil {
 			return nil, err
 		}
 		if owner.ODS == "" && owner.Ref == "" {
-			return nil, outcome.At(http.StatusUnprocessableEntity, "required", at+".performer",
+			return nil, outcome.At(http.StatusUnprocessableEntity, "required", fmt.Sprintf("Bundle.entry[%d].resource.performer", at[k]),
 				"a referral's ServiceRequest must name the organisation asked to fulfil it (performer: an Organization with its ODS code, or a HealthcareService in the directory)")
 		}
 		requester := partyOf(obj(res["requester"]))
@@ -81,6 +103,17 @@ func referralTasks(ctx context.Context, n *Node, event string, entries []any, a 
 			"request": map[string]any{"method": http.MethodPost, "url": "Task"}})
 	}
 	return out, nil
+}
+
+const systemNHSNumber = "https://fhir.nhs.uk/Id/nhs-number"
+
+func nhsNumber(patient map[string]any) string {
+	for _, id := range list(patient["identifier"]) {
+		if str(obj(id), "system") == systemNHSNumber {
+			return str(obj(id), "value")
+		}
+	}
+	return ""
 }
 
 // partyOf reads a Reference to an organisation.
