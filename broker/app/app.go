@@ -250,7 +250,7 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 		AfterCommit: n.routing.afterCommit,
 		Searches:    map[string]engine.Operation{"AuditEvent": auditSearch(n.Audit)},
 		Checks:      []func(string, map[string]any) []outcome.Issue{consentCheck},
-		Transitions: []func(string, map[string]any, map[string]any) error{referral.CheckTask},
+		Transitions: map[string]func(map[string]any, map[string]any) error{"Task": referral.CheckTask},
 	})
 	if err != nil {
 		return nil, err

@@ -125,7 +125,8 @@ func (e *Engine) write(ctx context.Context, tx store.Tx, typ, id string, res map
 
 // checkTransition runs the Transitions hooks on a change from cur to res.
 func (e *Engine) checkTransition(typ string, cur *store.Resource, res map[string]any) error {
-	if len(e.cfg.Transitions) == 0 {
+	check := e.cfg.Transitions[typ]
+	if check == nil {
 		return nil
 	}
 	var prev map[string]any
@@ -135,12 +136,7 @@ func (e *Engine) checkTransition(typ string, cur *store.Resource, res map[string
 			return fmt.Errorf("reading %s/%s version %d: %w", typ, cur.ID, cur.Version, err)
 		}
 	}
-	for _, t := range e.cfg.Transitions {
-		if err := t(typ, prev, res); err != nil {
-			return err
-		}
-	}
-	return nil
+	return check(prev, res)
 }
 
 // remove stores a deletion as the next version after cur.

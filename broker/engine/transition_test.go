@@ -42,10 +42,7 @@ func transitionEngine(t *testing.T, seen *[]string) *engine.Engine {
 	}
 	e, err := engine.New(engine.Config{
 		Store: st, Checker: checker, Indexer: index.New(params, fhirpath.NewEngine(model)), Params: params, Types: model,
-		Transitions: []func(string, map[string]any, map[string]any) error{func(typ string, prev, next map[string]any) error {
-			if typ != "Basic" {
-				return nil
-			}
+		Transitions: map[string]func(map[string]any, map[string]any) error{"Basic": func(prev, next map[string]any) error {
 			*seen = append(*seen, code(prev)+">"+code(next))
 			if prev != nil && code(prev) == "done" && code(next) != "done" {
 				return outcome.At(http.StatusConflict, "business-rule", "Basic.code", "done is final")

@@ -47,9 +47,9 @@ func IsReferralTask(task map[string]any) bool {
 // for a create): the status change must be one the workflow allows (409 Conflict otherwise,
 // naming Task.status), rejected and failed need a statusReason (422), and the referral it
 // works on (focus), the person (for), the requester and the intent do not change (409).
-// Other types and Tasks that are not a referral's pass. It fits engine.Config.Transitions.
-func CheckTask(typ string, prev, task map[string]any) error {
-	if typ != "Task" || task == nil || !(IsReferralTask(task) || (prev != nil && IsReferralTask(prev))) {
+// Tasks that are not a referral's pass. It fits engine.Config.Transitions["Task"].
+func CheckTask(prev, task map[string]any) error {
+	if task == nil || !(IsReferralTask(task) || (prev != nil && IsReferralTask(prev))) {
 		return nil
 	}
 	now, _ := task["status"].(string)
