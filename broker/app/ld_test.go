@@ -180,6 +180,18 @@ func TestExtractOverHTTP(t *testing.T) {
 			if len(prov.Entries()) != 1 {
 				t.Errorf("Provenance of the extraction: %s", prov.Raw)
 			}
+			// The CapabilityStatement advertises the operation.
+			found := false
+			for _, res := range apptest.Get(s.Do(http.MethodGet, "metadata", nil).Want(t, http.StatusOK).JSON, "rest.0.resource").([]any) {
+				if apptest.Get(res, "type") == "QuestionnaireResponse" {
+					for _, op := range apptest.Get(res, "operation").([]any) {
+						found = found || apptest.Get(op, "name") == "extract"
+					}
+				}
+			}
+			if !found {
+				t.Error("the CapabilityStatement does not list QuestionnaireResponse/$extract")
+			}
 			// The same response again is refused: it was extracted once.
 			again := assessmentQR(t, p)
 			again["id"] = qrID
