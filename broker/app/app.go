@@ -27,7 +27,6 @@ import (
 	"github.com/hjbroker/hjbroker/broker/outcome"
 	"github.com/hjbroker/hjbroker/broker/policy"
 	"github.com/hjbroker/hjbroker/broker/queue/storeq"
-	"github.com/hjbroker/hjbroker/broker/referral"
 	"github.com/hjbroker/hjbroker/broker/resource"
 	"github.com/hjbroker/hjbroker/broker/routing"
 	"github.com/hjbroker/hjbroker/broker/searchparam"
@@ -250,7 +249,7 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 		AfterCommit: n.routing.afterCommit,
 		Searches:    map[string]engine.Operation{"AuditEvent": auditSearch(n.Audit)},
 		Checks:      []func(string, map[string]any) []outcome.Issue{consentCheck},
-		Transitions: map[string]func(map[string]any, map[string]any) error{"Task": referral.CheckTask},
+		Transitions: map[string]func(*engine.Access, map[string]any, map[string]any) error{"Task": checkReferralTask},
 	})
 	if err != nil {
 		return nil, err

@@ -355,6 +355,12 @@ func TestProbationPullsAndWorksReferral(t *testing.T) {
 	if x := r.IssueExpressions(); len(x) == 0 || x[0] != "Task.status" {
 		t.Errorf("refusal names %v", x)
 	}
+	// Only probation, the owner, moves the work on; L&D may not accept on its behalf.
+	task["status"] = "received"
+	r = s.DoAs("ld-team", http.MethodPut, "Task/"+taskID, task).Want(t, http.StatusForbidden)
+	if x := r.IssueExpressions(); len(x) == 0 || x[0] != "Task.status" {
+		t.Errorf("refusal names %v", x)
+	}
 	for i, status := range []string{"received", "accepted", "in-progress", "completed"} {
 		r := put(status, "").Want(t, http.StatusOK)
 		if v := r.Str("meta.versionId"); v != fmt.Sprint(i+2) {

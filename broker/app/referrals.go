@@ -9,8 +9,10 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/hjbroker/hjbroker/broker/config"
 	"github.com/hjbroker/hjbroker/broker/engine"
 	"github.com/hjbroker/hjbroker/broker/outcome"
+	"github.com/hjbroker/hjbroker/broker/referral"
 	"github.com/hjbroker/hjbroker/mappings/ld"
 )
 
@@ -165,4 +167,13 @@ func referralOwner(ctx context.Context, n *Node, sr map[string]any, byURL map[st
 		}
 	}
 	return ld.Party{}, nil
+}
+
+// checkReferralTask applies the referral Task workflow to a write by a (nil: the broker).
+func checkReferralTask(a *engine.Access, prev, next map[string]any) error {
+	var actor *referral.Actor
+	if a != nil && a.AgencyKind != config.KindBroker {
+		actor = &referral.Actor{ODS: a.AgencyODS}
+	}
+	return referral.CheckTask(actor, prev, next)
 }

@@ -87,7 +87,7 @@ func (e *Engine) write(ctx context.Context, tx store.Tx, typ, id string, res map
 	if cur != nil {
 		version = cur.Version + 1
 	}
-	if err := e.checkTransition(typ, cur, res); err != nil {
+	if err := e.checkTransition(ctx, typ, cur, res); err != nil {
 		return nil, err
 	}
 	now := e.cfg.Clock().UTC().Truncate(time.Microsecond)
@@ -124,7 +124,7 @@ func (e *Engine) write(ctx context.Context, tx store.Tx, typ, id string, res map
 }
 
 // checkTransition runs the Transitions hooks on a change from cur to res.
-func (e *Engine) checkTransition(typ string, cur *store.Resource, res map[string]any) error {
+func (e *Engine) checkTransition(ctx context.Context, typ string, cur *store.Resource, res map[string]any) error {
 	check := e.cfg.Transitions[typ]
 	if check == nil {
 		return nil
@@ -136,7 +136,8 @@ func (e *Engine) checkTransition(typ string, cur *store.Resource, res map[string
 			return fmt.Errorf("reading %s/%s version %d: %w", typ, cur.ID, cur.Version, err)
 		}
 	}
-	return check(prev, res)
+	a, _ := ctx.Value(accessKey{}).(*Access)
+	return check(a, prev, res)
 }
 
 // remove stores a deletion as the next version after cur.

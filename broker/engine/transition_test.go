@@ -42,7 +42,10 @@ func transitionEngine(t *testing.T, seen *[]string) *engine.Engine {
 	}
 	e, err := engine.New(engine.Config{
 		Store: st, Checker: checker, Indexer: index.New(params, fhirpath.NewEngine(model)), Params: params, Types: model,
-		Transitions: map[string]func(map[string]any, map[string]any) error{"Basic": func(prev, next map[string]any) error {
+		Transitions: map[string]func(*engine.Access, map[string]any, map[string]any) error{"Basic": func(a *engine.Access, prev, next map[string]any) error {
+			if a != nil {
+				return outcome.New(http.StatusInternalServerError, "exception", "the test's writes are the broker's own")
+			}
 			*seen = append(*seen, code(prev)+">"+code(next))
 			if prev != nil && code(prev) == "done" && code(next) != "done" {
 				return outcome.At(http.StatusConflict, "business-rule", "Basic.code", "done is final")

@@ -32,6 +32,16 @@ var initial = []string{"draft", "requested"}
 // needsReason are the statuses that must say why (Task.statusReason).
 var needsReason = []string{"rejected", "failed"}
 
+// ownerMoves are the statuses only the Task's owner (the agency asked to do the work) may
+// set; cancelled and entered-in-error may also come from the requester.
+var ownerMoves = []string{"received", "accepted", "rejected", "ready", "in-progress", "on-hold", "completed", "failed"}
+
+// Actor is the agency writing a Task, known by its ODS code. A nil *Actor is the broker
+// itself or an operator, whom the role rules do not bind.
+type Actor struct {
+	ODS string
+}
+
 // Next returns the statuses a referral Task in status may move to (besides staying, and
 // entered-in-error).
 func Next(status string) []string { return slices.Clone(next[status]) }
@@ -43,12 +53,14 @@ func IsReferralTask(task map[string]any) bool {
 	return strings.HasPrefix(ref, "ServiceRequest/") || strings.Contains(ref, "/ServiceRequest/")
 }
 
-// CheckTask checks a write of a referral Task against the version it replaces (prev, nil
-// for a create): the status change must be one the workflow allows (409 Conflict otherwise,
-// naming Task.status), rejected and failed need a statusReason (422), and the referral it
-// works on (focus), the person (for), the requester and the intent do not change (409).
-// Tasks that are not a referral's pass. It fits engine.Config.Transitions["Task"].
-func CheckTask(prev, task map[string]any) error {
+// CheckTask checks a write of a referral Task by actor against the version it replaces
+// (prev, nil for a create): the status change must be one the workflow allows (409 Conflict
+// otherwise, naming Task.status); only the owner moves the work on, and only the owner or
+// the requester cancels it or marks it entered-in-error (403, when the Task names them by
+// ODS code); rejected and failed need a statusReason (422); and the referral it works on
+// (focus), the person (for), the requester and the intent do not change (409). Tasks that
+// are not a referral's pass.
+func CheckTask(actor *Actor, prev, task map[string]any) error {
 	if task == nil || !(IsReferralTask(task) || (prev != nil && IsReferralTask(prev))) {
 		return nil
 	}
@@ -69,6 +81,11 @@ func CheckTask(prev, task map[string]any) error {
 		return outcome.At(http.StatusConflict, "business-rule", "Task.status",
 			"a referral Task cannot move from %s to %s; from %s it may move to %s (or entered-in-error)", was, now, was, allowed)
 	}
+	if now != was {
+		if err := checkActor(actor, prev, now); err != nil {
+			return err
+		}
+	}
 	for _, el := range []string{"focus", "for", "requester", "intent"} {
 		if !same(prev[el], task[el]) {
 			return outcome.At(http.StatusConflict, "business-rule", "Task."+el,
@@ -79,6 +96,40 @@ func CheckTask(prev, task map[string]any) error {
 		return checkReason(task, now)
 	}
 	return nil
+}
+
+// checkActor applies the role rules to a status change of prev to status.
+func checkActor(actor *Actor, prev map[string]any, status string) error {
+	if actor == nil {
+		return nil
+	}
+	owner, requester := odsOf(prev["owner"]), odsOf(prev["requester"])
+	isOwner := owner != "" && strings.EqualFold(owner, actor.ODS)
+	isRequester := requester != "" && strings.EqualFold(requester, actor.ODS)
+	switch {
+	case slices.Contains(ownerMoves, status):
+		if owner != "" && !isOwner {
+			return outcome.At(http.StatusForbidden, "forbidden", "Task.status",
+				"only the Task's owner (%s) may move a referral Task to %s", owner, status)
+		}
+	case owner != "" || requester != "":
+		if !isOwner && !isRequester {
+			return outcome.At(http.StatusForbidden, "forbidden", "Task.status",
+				"only the Task's owner or requester may move a referral Task to %s", status)
+		}
+	}
+	return nil
+}
+
+// odsOf reads the ODS code a Reference carries as its identifier.
+func odsOf(v any) string {
+	r, _ := v.(map[string]any)
+	id, _ := r["identifier"].(map[string]any)
+	if sys, _ := id["system"].(string); sys != "https://fhir.nhs.uk/Id/ods-organization-code" {
+		return ""
+	}
+	s, _ := id["value"].(string)
+	return s
 }
 
 func checkReason(task map[string]any, status string) error {

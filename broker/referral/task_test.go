@@ -51,7 +51,7 @@ func TestEveryLegalTransition(t *testing.T) {
 	n := 0
 	for pair := range legal {
 		next := task(pair[1], "reason", "why")
-		if err := CheckTask(task(pair[0]), next); err != nil {
+		if err := CheckTask(nil, task(pair[0]), next); err != nil {
 			t.Errorf("%s → %s refused: %v", pair[0], pair[1], err)
 		}
 		n++
@@ -62,7 +62,7 @@ func TestEveryLegalTransition(t *testing.T) {
 	// ...and the happy path of a probation referral in order.
 	path := []string{"requested", "received", "accepted", "in-progress", "on-hold", "in-progress", "completed"}
 	for i := 1; i < len(path); i++ {
-		if err := CheckTask(task(path[i-1]), task(path[i])); err != nil {
+		if err := CheckTask(nil, task(path[i-1]), task(path[i])); err != nil {
 			t.Errorf("%s → %s: %v", path[i-1], path[i], err)
 		}
 	}
@@ -82,7 +82,7 @@ func TestIllegalTransitions(t *testing.T) {
 			if from == to || to == "entered-in-error" || legal[[2]string{from, to}] {
 				continue
 			}
-			code, at := statusOf(CheckTask(task(from), task(to, "reason", "why")))
+			code, at := statusOf(CheckTask(nil, task(from), task(to, "reason", "why")))
 			if code != http.StatusConflict || at != "Task.status" {
 				t.Errorf("%s → %s: %d at %q, want 409 at Task.status", from, to, code, at)
 			}
@@ -91,6 +91,42 @@ func TestIllegalTransitions(t *testing.T) {
 	}
 	if refused != 99 {
 		t.Errorf("%d illegal pairs checked, want 99", refused)
+	}
+}
+
+func TestTaskRoles(t *testing.T) {
+	owned := func(status string) map[string]any {
+		m := task(status, "reason", "why")
+		m["owner"] = map[string]any{"reference": "Organization/org-xprb01", "identifier": map[string]any{"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "XPRB01"}}
+		m["requester"] = map[string]any{"reference": "Organization/org-xld001", "identifier": map[string]any{"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "XLD001"}}
+		return m
+	}
+	probation, ld, court := &Actor{ODS: "XPRB01"}, &Actor{ODS: "XLD001"}, &Actor{ODS: "XCRT01"}
+	cases := []struct {
+		name     string
+		actor    *Actor
+		from, to string
+		code     int
+	}{
+		{"owner receives", probation, "requested", "received", 0},
+		{"owner completes", probation, "in-progress", "completed", 0},
+		{"owner cancels", probation, "accepted", "cancelled", 0},
+		{"requester cancels", ld, "requested", "cancelled", 0},
+		{"requester corrects", ld, "completed", "entered-in-error", 0},
+		{"requester may not accept", ld, "received", "accepted", http.StatusForbidden},
+		{"requester may not complete", ld, "in-progress", "completed", http.StatusForbidden},
+		{"stranger may not cancel", court, "requested", "cancelled", http.StatusForbidden},
+		{"stranger may not receive", court, "requested", "received", http.StatusForbidden},
+		{"the broker may", nil, "requested", "received", 0},
+		{"an illegal move stays a conflict for the owner", probation, "requested", "completed", http.StatusConflict},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, at := statusOf(CheckTask(tc.actor, owned(tc.from), owned(tc.to)))
+			if code != tc.code || (code != 0 && at != "Task.status") {
+				t.Errorf("%d at %q, want %d at Task.status", code, at, tc.code)
+			}
+		})
 	}
 }
 
@@ -116,7 +152,7 @@ func TestTaskRules(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			code, at := statusOf(CheckTask(tc.prev, tc.next))
+			code, at := statusOf(CheckTask(nil, tc.prev, tc.next))
 			if code != tc.code || at != tc.at {
 				t.Errorf("%d at %q, want %d at %q", code, at, tc.code, tc.at)
 			}
