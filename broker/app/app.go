@@ -226,6 +226,10 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 	if n.routing, err = newRouting(ctx, n, cfg, fp, params); err != nil {
 		return nil, err
 	}
+	ing, err := newIngest(n)
+	if err != nil {
+		return nil, err
+	}
 	n.Engine, err = engine.New(engine.Config{
 		Store:      n.Store,
 		Checker:    checker,
@@ -243,6 +247,8 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 		Operations: map[string]engine.Operation{
 			engine.OperationKey("Patient", true, "access-check"): accessCheck(n.Config, pol, n.Store),
 			engine.OperationKey("", false, "process-message"):    processMessage(n),
+
+			engine.OperationKey("", false, OpIngestClinicalEntries): ing.clinicalEntries,
 		},
 		OnWrite:     n.routing.onWrite,
 		AfterCommit: n.routing.afterCommit,

@@ -195,6 +195,9 @@ type Warning struct {
 type Result struct {
 	Bundle   map[string]any
 	Warnings []Warning
+	// Sources gives, per Bundle entry, the input path it was made from ("patient",
+	// "observations[0]", "problems[1]"), so errors about an entry can name the input too.
+	Sources []string
 }
 
 // Mapper maps clinical entries. It is immutable and safe for concurrent use.
@@ -326,6 +329,8 @@ type builder struct {
 	m        *Mapper
 	opts     Options
 	entries  []any
+	sources  []string
+	source   string // input path of the entries being added
 	warnings []Warning
 	targets  []any
 	patient  map[string]any // the reference every resource uses for the patient
@@ -347,6 +352,7 @@ func (b *builder) add(res map[string]any, method, url, ifNoneExist string) strin
 		req["ifNoneExist"] = ifNoneExist
 	}
 	b.entries = append(b.entries, map[string]any{"fullUrl": full, "resource": res, "request": req})
+	b.sources = append(b.sources, b.source)
 	if res["resourceType"] != "Patient" {
 		b.targets = append(b.targets, map[string]any{"reference": full})
 	}
@@ -374,24 +380,32 @@ func (b *builder) warn(entry int, inputPath, resourcePath, format string, args .
 // MapEntries maps decoded, checked entries.
 func (m *Mapper) MapEntries(in *Entries, opts Options) *Result {
 	b := &builder{m: m, opts: opts}
+	b.source = "patient"
 	b.mapPatient(in.Patient)
+	b.source = "episode"
 	b.mapEpisode(in.Episode)
 	for i, set := range in.Observations {
+		b.source = fmt.Sprintf("observations[%d]", i)
 		b.mapObservations(i, set)
 	}
 	for i, p := range in.Problems {
+		b.source = fmt.Sprintf("problems[%d]", i)
 		b.mapProblem(i, p)
 	}
 	for i, md := range in.Medications {
+		b.source = fmt.Sprintf("medications[%d]", i)
 		b.mapMedication(i, md)
 	}
 	for i, a := range in.Allergies {
+		b.source = fmt.Sprintf("allergies[%d]", i)
 		b.mapAllergy(i, a)
 	}
+	b.source = ""
 	b.provenance()
 	return &Result{
 		Bundle:   map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": b.entries},
 		Warnings: b.warnings,
+		Sources:  b.sources,
 	}
 }
 
@@ -861,4 +875,5 @@ func (b *builder) provenance() {
 	}
 	full := b.fullURL()
 	b.entries = append(b.entries, map[string]any{"fullUrl": full, "resource": p, "request": map[string]any{"method": http.MethodPost, "url": "Provenance"}})
+	b.sources = append(b.sources, "")
 }
