@@ -249,6 +249,7 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 			engine.OperationKey("", false, "process-message"):    processMessage(n),
 
 			engine.OperationKey("", false, OpIngestClinicalEntries): ing.clinicalEntries,
+			engine.OperationKey("", false, OpImportCareConnect):     ing.importCareConnect,
 		},
 		OnWrite:     n.routing.onWrite,
 		AfterCommit: n.routing.afterCommit,

@@ -11,6 +11,8 @@ import (
 
 	"github.com/hjbroker/hjbroker/broker/engine"
 	"github.com/hjbroker/hjbroker/broker/outcome"
+	"github.com/hjbroker/hjbroker/broker/resource"
+	"github.com/hjbroker/hjbroker/mappings/careconnect"
 	"github.com/hjbroker/hjbroker/mappings/clinical"
 )
 
@@ -30,9 +32,10 @@ type mapped struct {
 
 // ingest holds the source mappings the ingest operations run.
 type ingest struct {
-	n        *Node
-	clinical *clinical.Mapper
-	now      func() time.Time
+	n           *Node
+	clinical    *clinical.Mapper
+	careConnect *careconnect.Mapper
+	now         func() time.Time
 }
 
 func newIngest(n *Node) (*ingest, error) {
@@ -40,7 +43,42 @@ func newIngest(n *Node) (*ingest, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &ingest{n: n, clinical: cm, now: time.Now}, nil
+	gpc, err := careconnect.New()
+	if err != nil {
+		return nil, err
+	}
+	return &ingest{n: n, clinical: cm, careConnect: gpc, now: time.Now}, nil
+}
+
+// importCareConnect serves POST [base]/$import-careconnect: a GP Connect Access Record:
+// Structured response (STU3 Bundle of type collection) is converted to UK Core R4 and
+// stored like $ingest-clinical-entries, in one transaction. List warnings
+// (confidential-items, data-in-transit, data-awaiting-filing) are kept on the Lists and
+// reported, with every element the conversion left out, as warnings on the entries.
+func (g *ingest) importCareConnect(ctx context.Context, req *engine.Request, _, _ string) (*engine.Response, error) {
+	if req.Method != http.MethodPost {
+		return nil, outcome.New(http.StatusMethodNotAllowed, "not-supported", "$%s takes a POST of a GP Connect structured record Bundle", OpImportCareConnect)
+	}
+	if len(req.Body) == 0 {
+		return nil, outcome.New(http.StatusBadRequest, "required", "$%s needs a body: the STU3 structured record Bundle", OpImportCareConnect)
+	}
+	in, err := resource.Decode(req.Body, resource.Limits{MaxDepth: g.n.Engine.Limits().MaxDepth})
+	if err != nil {
+		return nil, err
+	}
+	opts := careconnect.Options{Recorded: g.now()}
+	if a := req.Access; a != nil {
+		opts.AgencyODS, opts.Source = a.AgencyODS, a.ClientID
+	}
+	res, err := g.careConnect.Map(in, opts)
+	if err != nil {
+		return nil, err
+	}
+	m := &mapped{bundle: res.Bundle, warnings: map[int][]outcome.Issue{}, sources: res.Sources}
+	for _, w := range res.Warnings {
+		m.warnings[w.Entry] = append(m.warnings[w.Entry], w.Issue)
+	}
+	return g.store(ctx, req, OpImportCareConnect, m)
 }
 
 // clinicalEntries serves POST [base]/$ingest-clinical-entries: a clinical-entries document

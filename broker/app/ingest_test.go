@@ -265,3 +265,63 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// TestImportCareConnect posts a GP Connect structured record and reads the R4 resources
+// back: the confidential-items warning is on the stored List and in the answer, the STU3
+// statuses are CodeableConcepts, and the authorisation and issue are linked.
+func TestImportCareConnect(t *testing.T) {
+	apptest.ForEachBackend(t, func(t *testing.T, s *apptest.Server) {
+		record := readFixture(t, "../../mappings/careconnect/testdata/structured-record.input.json")
+		r := s.DoAs("custody-hcp", http.MethodPost, "$import-careconnect", record).Want(t, http.StatusOK)
+		if r.Str("type") != "transaction-response" || len(r.Entries()) != 15 {
+			t.Fatalf("answer: %s", r.Raw)
+		}
+		if d, _ := apptest.Get(r.JSON, "entry.4.response.outcome.issue.0.diagnostics").(string); !strings.Contains(d, "may be incomplete") {
+			t.Errorf("the List entry should carry the incompleteness warning: %s", apptest.Get(r.JSON, "entry.4.response"))
+		}
+		lists := s.DoAs("custody-hcp", http.MethodGet, "List?code=http://snomed.info/sct|886921000000105", nil).Want(t, http.StatusOK)
+		if lists.Total() != 1 || lists.Str("entry.0.resource.extension.0.valueCodeableConcept.coding.0.code") != "confidential-items" {
+			t.Fatalf("allergy List: %s", lists.Raw)
+		}
+		allergy := s.DoAs("custody-hcp", http.MethodGet, "AllergyIntolerance?clinical-status=active&code=http://snomed.info/sct|91936005", nil).Want(t, http.StatusOK)
+		if allergy.Total() != 1 || allergy.Str("entry.0.resource.recordedDate") == "" {
+			t.Fatalf("allergy: %s", allergy.Raw)
+		}
+		// intent plan is the authorisation, order the issue made under it.
+		reqs := s.DoAs("custody-hcp", http.MethodGet, "MedicationRequest", nil).Want(t, http.StatusOK)
+		byIntent := map[string]any{}
+		for _, e := range reqs.Entries() {
+			if in, ok := apptest.Get(e, "resource.intent").(string); ok {
+				byIntent[in] = apptest.Get(e, "resource")
+			}
+		}
+		planID, _ := apptest.Get(byIntent["plan"], "id").(string)
+		if reqs.Total() != 2 || planID == "" || apptest.Get(byIntent["order"], "basedOn.0.reference") != "MedicationRequest/"+planID {
+			t.Fatalf("MedicationRequests: %s", reqs.Raw)
+		}
+		// The practice, the GP and the patient are matched, not duplicated, on a second import.
+		before := countAll(t, s, "Patient", "Organization", "Practitioner")
+		s.DoAs("custody-hcp", http.MethodPost, "$import-careconnect", record).Want(t, http.StatusOK)
+		if after := countAll(t, s, "Patient", "Organization", "Practitioner"); fmt.Sprint(after) != fmt.Sprint(before) {
+			t.Errorf("re-import duplicated: %v -> %v", before, after)
+		}
+	})
+}
+
+// TestImportCareConnectRefused: unsupported STU3 content is refused naming the element, and
+// nothing is stored.
+func TestImportCareConnectRefused(t *testing.T) {
+	apptest.ForEachBackend(t, func(t *testing.T, s *apptest.Server) {
+		record := readFixture(t, "../../mappings/careconnect/testdata/structured-record.input.json")
+		record["entry"].([]any)[7].(map[string]any)["resource"].(map[string]any)["clinicalStatus"] = "current"
+		before := countAll(t, s, "Patient", "Organization", "Practitioner", "List", "Condition", "AllergyIntolerance")
+		r := s.DoAs("custody-hcp", http.MethodPost, "$import-careconnect", record).Want(t, http.StatusUnprocessableEntity)
+		if !contains(r.IssueExpressions(), "Bundle.entry[7].resource.clinicalStatus") {
+			t.Errorf("expressions %v", r.IssueExpressions())
+		}
+		s.DoAs("custody-hcp", http.MethodPost, "$import-careconnect", "[1,2]").Want(t, http.StatusBadRequest)
+		if after := countAll(t, s, "Patient", "Organization", "Practitioner", "List", "Condition", "AllergyIntolerance"); fmt.Sprint(after) != fmt.Sprint(before) {
+			t.Errorf("a refused import stored something: %v -> %v", before, after)
+		}
+	})
+}
