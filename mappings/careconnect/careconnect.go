@@ -8,7 +8,7 @@
 // carried over (with the STU3-to-R4 changes: coded statuses become CodeableConcepts,
 // assertedDate becomes recordedDate, context becomes encounter, Dosage dose/rate become
 // doseAndRate, code systems moved to terminology.hl7.org are renamed, ...), deliberately
-// dropped with a warning (see the package README section in docs/careconnect.md), or refused
+// dropped with a warning (listed in docs/clinical-entries.md), or refused
 // with an error naming the element (Bundle.entry[3].resource.clinicalStatus). Nothing is lost
 // silently.
 package careconnect
