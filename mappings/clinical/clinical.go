@@ -453,8 +453,10 @@ func (b *builder) mapPatient(p Patient) {
 		res["birthDate"] = p.BirthDate
 	}
 	ident := nhsnumber.System + "|" + p.NHSNumber
-	full := b.add(res, http.MethodPost, "Patient", "identifier="+ident)
-	b.patient = map[string]any{"reference": full, "type": "Patient",
+	b.add(res, http.MethodPost, "Patient", "identifier="+ident)
+	// Everything references the patient by NHS number (a conditional reference): the engine
+	// resolves it inside the transaction to the Patient matched or created above.
+	b.patient = map[string]any{"reference": "Patient?identifier=" + ident, "type": "Patient",
 		"identifier": map[string]any{"system": nhsnumber.System, "value": p.NHSNumber}}
 }
 
