@@ -96,6 +96,19 @@ func TestIngestClinicalEntries(t *testing.T) {
 			t.Fatalf("Provenance: %s", prov.Raw)
 		}
 
+		// Routing applies as to any write: the finished episode goes to the GP and the clinical
+		// record to the L&D team, queued in the same transaction.
+		dl := s.Do(http.MethodGet, s.URL+"/admin/deliveries?patient=Patient/"+patID+"&limit=1000", nil).Want(t, http.StatusOK)
+		routes := map[string]int{}
+		for _, d := range asList(dl.JSON["deliveries"]) {
+			typ, _, _ := strings.Cut(fmt.Sprint(apptest.Get(d, "resource")), "/")
+			routes[fmt.Sprint(apptest.Get(d, "route"))+" "+typ]++
+		}
+		if routes["custody-discharge-to-gp Encounter"] != 1 || routes["custody-clinical-to-ld Observation"] != 7 || routes["custody-clinical-to-ld Condition"] != 3 ||
+			routes["custody-clinical-to-ld MedicationAdministration"] != 1 {
+			t.Errorf("deliveries by route and type: %v; %s", routes, dl.Raw)
+		}
+
 		// Posting the same entries again creates nothing new: the Patient, the episode and
 		// every entry with an id are matched.
 		before := countAll(t, s, clinicalTypes...)
