@@ -22,6 +22,9 @@ const (
 	OpImportCareConnect     = "import-careconnect"
 )
 
+// failed marks a refused ingest, for metrics and audit, as the transaction it would have been.
+func failed() *engine.Response { return &engine.Response{Interaction: "transaction"} }
+
 // mapped is what a source mapping gives the ingest path: a transaction Bundle, warnings per
 // entry and the input path each entry came from.
 type mapped struct {
@@ -60,11 +63,11 @@ func (g *ingest) importCareConnect(ctx context.Context, req *engine.Request, _, 
 		return nil, outcome.New(http.StatusMethodNotAllowed, "not-supported", "$%s takes a POST of a GP Connect structured record Bundle", OpImportCareConnect)
 	}
 	if len(req.Body) == 0 {
-		return nil, outcome.New(http.StatusBadRequest, "required", "$%s needs a body: the STU3 structured record Bundle", OpImportCareConnect)
+		return failed(), outcome.New(http.StatusBadRequest, "required", "$%s needs a body: the STU3 structured record Bundle", OpImportCareConnect)
 	}
 	in, err := resource.Decode(req.Body, resource.Limits{MaxDepth: g.n.Engine.Limits().MaxDepth})
 	if err != nil {
-		return nil, err
+		return failed(), err
 	}
 	opts := careconnect.Options{Recorded: g.now()}
 	if a := req.Access; a != nil {
@@ -72,7 +75,7 @@ func (g *ingest) importCareConnect(ctx context.Context, req *engine.Request, _, 
 	}
 	res, err := g.careConnect.Map(in, opts)
 	if err != nil {
-		return nil, err
+		return failed(), err
 	}
 	m := &mapped{bundle: res.Bundle, warnings: map[int][]outcome.Issue{}, sources: res.Sources}
 	for _, w := range res.Warnings {
@@ -92,7 +95,7 @@ func (g *ingest) clinicalEntries(ctx context.Context, req *engine.Request, _, _ 
 		return nil, outcome.New(http.StatusMethodNotAllowed, "not-supported", "$%s takes a POST of clinical entries (application/json)", OpIngestClinicalEntries)
 	}
 	if len(req.Body) == 0 {
-		return nil, outcome.New(http.StatusBadRequest, "required", "$%s needs a body: clinical entries as JSON (see docs/clinical-entries.md)", OpIngestClinicalEntries)
+		return failed(), outcome.New(http.StatusBadRequest, "required", "$%s needs a body: clinical entries as JSON (see docs/clinical-entries.md)", OpIngestClinicalEntries)
 	}
 	opts := clinical.Options{Recorded: g.now(), Source: "hjbroker"}
 	if a := req.Access; a != nil {
@@ -100,7 +103,7 @@ func (g *ingest) clinicalEntries(ctx context.Context, req *engine.Request, _, _ 
 	}
 	res, err := g.clinical.Map(req.Body, opts)
 	if err != nil {
-		return nil, err
+		return failed(), err
 	}
 	m := &mapped{bundle: res.Bundle, warnings: map[int][]outcome.Issue{}, sources: res.Sources}
 	for _, w := range res.Warnings {
@@ -117,7 +120,7 @@ func (g *ingest) store(ctx context.Context, req *engine.Request, op string, m *m
 	}
 	body, err := json.Marshal(m.bundle)
 	if err != nil {
-		return nil, fmt.Errorf("encoding the mapped Bundle: %w", err)
+		return failed(), fmt.Errorf("encoding the mapped Bundle: %w", err)
 	}
 	h := http.Header{"Content-Type": {"application/fhir+json"}}
 	for _, p := range req.Header.Values("Prefer") {
