@@ -42,8 +42,8 @@ const (
 	MappingURL = "https://hjbroker.dev/fhir/StructureMap/" + Name
 	// SystemEpisode identifies the custody Encounter: "<custody suite>/<episode id>".
 	SystemEpisode = "https://hjbroker.dev/fhir/Id/custody-episode"
-	// SystemEntry identifies a resource made from an entry with an id: the entry id, with
-	// "/<observation>" for the Observations of one observation set.
+	// SystemEntry identifies a resource made from an entry with an id:
+	// "<custody suite>/<entry id>", with "/<observation>" for the Observations of one set.
 	SystemEntry = "https://hjbroker.dev/fhir/Id/clinical-entry"
 	// SystemMappingTag and TagUnmapped mark a resource holding a source code the mapping
 	// kept untranslated.
@@ -277,6 +277,40 @@ func (m *Mapper) Decode(raw []byte) (*Entries, error) {
 			}
 		}
 	}
+	// An id names one entry: a second entry with it would be taken for the first and lost.
+	uniq := func(list string, ids []string) {
+		first := map[string]int{}
+		for i, id := range ids {
+			if id == "" {
+				continue
+			}
+			if j, dup := first[id]; dup {
+				bad("business-rule", fmt.Sprintf("%s[%d].id", list, i), "id %q is already used by %s[%d]; entry ids must be unique", id, list, j)
+				continue
+			}
+			first[id] = i
+		}
+	}
+	var ids []string
+	for _, o := range in.Observations {
+		ids = append(ids, o.ID)
+	}
+	uniq("observations", ids)
+	ids = nil
+	for _, p := range in.Problems {
+		ids = append(ids, p.ID)
+	}
+	uniq("problems", ids)
+	ids = nil
+	for _, md := range in.Medications {
+		ids = append(ids, md.ID)
+	}
+	uniq("medications", ids)
+	ids = nil
+	for _, a := range in.Allergies {
+		ids = append(ids, a.ID)
+	}
+	uniq("allergies", ids)
 	for i, p := range in.Problems {
 		checkCode(fmt.Sprintf("problems[%d].code", i), p.Code)
 	}
@@ -333,6 +367,7 @@ type builder struct {
 	source   string // input path of the entries being added
 	warnings []Warning
 	targets  []any
+	suite    string         // custody suite ODS code, the namespace of entry ids
 	patient  map[string]any // the reference every resource uses for the patient
 	episode  map[string]any
 }
@@ -360,13 +395,15 @@ func (b *builder) add(res map[string]any, method, url, ifNoneExist string) strin
 }
 
 // create adds a POST entry, conditional on the entry identifier when the source gave an id.
+// Entry ids are the EMR's, so they are namespaced by the custody suite, as the episode is.
 func (b *builder) create(res map[string]any, entryID string) string {
 	typ := res["resourceType"].(string)
 	if entryID == "" {
 		return b.add(res, http.MethodPost, typ, "")
 	}
-	res["identifier"] = []any{map[string]any{"system": SystemEntry, "value": entryID}}
-	return b.add(res, http.MethodPost, typ, "identifier="+SystemEntry+"|"+entryID)
+	value := b.suite + "/" + entryID
+	res["identifier"] = []any{map[string]any{"system": SystemEntry, "value": value}}
+	return b.add(res, http.MethodPost, typ, "identifier="+SystemEntry+"|"+value)
 }
 
 func (b *builder) warn(entry int, inputPath, resourcePath, format string, args ...any) {
@@ -379,7 +416,7 @@ func (b *builder) warn(entry int, inputPath, resourcePath, format string, args .
 
 // MapEntries maps decoded, checked entries.
 func (m *Mapper) MapEntries(in *Entries, opts Options) *Result {
-	b := &builder{m: m, opts: opts}
+	b := &builder{m: m, opts: opts, suite: in.Episode.CustodySuite}
 	b.source = "patient"
 	b.mapPatient(in.Patient)
 	b.source = "episode"

@@ -288,6 +288,10 @@ func TestBadInput(t *testing.T) {
 		{name: "medication without author", edit: func(d map[string]any) {
 			d["medications"] = []any{map[string]any{"kind": "declared", "code": map[string]any{"system": "snomed", "code": "387286002"}, "time": "2026-12-01T09:00:00Z"}}
 		}, expr: "medications[0].author", code: "required"},
+		{name: "duplicate entry id", edit: func(d map[string]any) {
+			a := map[string]any{"id": "A1", "code": map[string]any{"system": "read2", "code": "14L2."}, "time": "2026-12-01T09:00:00Z", "author": map[string]any{"name": "Sam"}}
+			d["allergies"] = []any{a, a}
+		}, expr: "allergies[1].id", code: "business-rule"},
 		{name: "administered but stopped", edit: func(d map[string]any) {
 			d["medications"] = []any{map[string]any{"kind": "administered", "status": "stopped", "code": map[string]any{"system": "snomed", "code": "387286002"}, "time": "2026-12-01T09:00:00Z", "author": map[string]any{"name": "Sam"}}}
 		}, expr: "medications[0].status", code: "value"},
