@@ -50,9 +50,9 @@ var specs = map[string]spec{
 
 	"PractitionerRole": {profile: "UKCore-PractitionerRole", elements: map[string]rule{
 		"active": keep, "period": keep, "practitioner": keep, "organization": keep, "code": keep, "specialty": keep,
-		"location": dropRefs("locations are not part of the structured record import"),
+		"location": drop("locations are not part of the structured record import"),
 		"telecom":  keep, "availableTime": keep, "notAvailable": keep, "availabilityExceptions": keep,
-		"healthcareService": dropRefs("healthcare services are not part of the structured record import"),
+		"healthcareService": drop("healthcare services are not part of the structured record import"),
 		"endpoint":          drop("endpoints are resolved through the broker's own directory"),
 	}},
 
@@ -67,7 +67,7 @@ var specs = map[string]spec{
 		"onset[x]":     keep,
 		"abatement[x]": conditionAbatement,
 		"assertedDate": to("recordedDate"),
-		"asserter":     keep, "stage": keep, "evidence": keep, "note": keep,
+		"asserter":     keep, "stage": toList, "evidence": keep, "note": keep,
 	}, extensions: keepAll(gpcExt("ProblemSignificance"), gpcExt("ActualProblem"), gpcExt("RelatedProblemHeader"),
 		gpcExt("RelatedClinicalContent"), ccExt("ConditionEpisode"))},
 
@@ -92,7 +92,7 @@ var specs = map[string]spec{
 		gpcExt("MedicationStatementLastIssueDate"), renameExtension(ukSD+"Extension-UKCore-MedicationStatementLastIssueDate"))},
 
 	"MedicationRequest": {profile: "UKCore-MedicationRequest", elements: map[string]rule{
-		"basedOn": keep, "groupIdentifier": keep, "status": keep, "intent": keep, "category": keep, "priority": keep,
+		"basedOn": keep, "groupIdentifier": keep, "status": keep, "intent": keep, "category": toList, "priority": keep,
 		"medication[x]": keep, "subject": keep, "context": to("encounter"), "supportingInformation": keep,
 		"authoredOn": keep, "requester": requestRequester, "recorder": keep, "reasonCode": keep, "reasonReference": keep,
 		"note": keep, "dosageInstruction": dosages, "dispenseRequest": keep, "substitution": requestSubstitution,
@@ -121,9 +121,6 @@ var specs = map[string]spec{
 		"source": keep, "orderedBy": keep, "note": keep, "entry": keep, "emptyReason": keep,
 	}, extensions: with(keepAll(gpcExt("ClinicalSetting")), gpcListWarning, listWarning)},
 }
-
-// dropRefs leaves out references to resources the import does not carry.
-func dropRefs(why string) rule { return drop(why) }
 
 func conditionAbatement(c *conv, out map[string]any, key string, v any, path string) {
 	if key == "abatementBoolean" {
@@ -258,7 +255,8 @@ func medicationPackage(c *conv, out map[string]any, key string, v any, path stri
 	}
 }
 
-// toList: STU3 0..1 elements that R4 repeats.
+// toList: STU3 0..1 elements that R4 repeats (Condition.stage, MedicationRequest.category,
+// Observation.interpretation).
 func toList(c *conv, out map[string]any, key string, v any, path string) {
 	out[key] = []any{c.value(v, path)}
 }
@@ -278,7 +276,7 @@ func observationRelated(c *conv, out map[string]any, key string, v any, path str
 		case "has-member":
 			l, _ := out["hasMember"].([]any)
 			out["hasMember"] = append(l, target)
-		case "derived-from", nil:
+		case "derived-from":
 			l, _ := out["derivedFrom"].([]any)
 			out["derivedFrom"] = append(l, target)
 		default:
