@@ -154,8 +154,18 @@ func TestIngestClinicalEntriesWarnings(t *testing.T) {
 		if strings.Join(warned, " ") != want {
 			t.Errorf("warnings %v, want %s", warned, want)
 		}
+		// With Prefer: return=OperationOutcome the warnings join the per-entry outcome.
+		r = s.DoAs("custody-hcp", http.MethodPost, ingestPath, entries, "Content-Type: application/json", "Prefer: return=OperationOutcome").Want(t, http.StatusOK)
+		var sev []string
+		for _, is := range asList(apptest.Get(r.JSON, "entry.2.response.outcome.issue")) {
+			sev = append(sev, fmt.Sprint(apptest.Get(is, "severity")))
+		}
+		if strings.Join(sev, ",") != "information,warning" {
+			t.Errorf("entry 2 outcome severities %v: %s", sev, apptest.Get(r.JSON, "entry.2.response"))
+		}
 		c := s.DoAs("custody-hcp", http.MethodGet, "Condition?_tag=https://hjbroker.dev/fhir/CodeSystem/mapping|unmapped-code", nil).Want(t, http.StatusOK)
-		if c.Total() != 2 {
+		// PRB-9 was matched the second time; the problem without an id was stored twice.
+		if c.Total() != 3 {
 			t.Fatalf("tagged Conditions: %s", c.Raw)
 		}
 		for _, e := range c.Entries() {

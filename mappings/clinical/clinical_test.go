@@ -336,3 +336,35 @@ func outcomeOf(t *testing.T, err error) []outcome.Issue {
 	}
 	return oe.Issues
 }
+
+// TestDocumentedExample keeps docs/clinical-entries.md honest: its complete example maps
+// without error and is the full golden input.
+func TestDocumentedExample(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/clinical-entries.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "## Complete example")
+	if !ok {
+		t.Fatal("docs/clinical-entries.md has no complete example")
+	}
+	_, rest, ok = strings.Cut(rest, "```json\n")
+	block, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("the complete example has no json block")
+	}
+	if _, err := mapper(t).Map([]byte(block), options()); err != nil {
+		t.Fatalf("the documented example does not map: %v", err)
+	}
+	var doced, input any
+	raw, err := os.ReadFile("testdata/full.input.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if json.Unmarshal([]byte(block), &doced) != nil || json.Unmarshal(raw, &input) != nil {
+		t.Fatal("decoding")
+	}
+	if fmt.Sprint(doced) != fmt.Sprint(input) {
+		t.Error("the documented example differs from testdata/full.input.json")
+	}
+}
