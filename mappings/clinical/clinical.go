@@ -11,6 +11,7 @@
 package clinical
 
 import (
+	"bytes"
 	_ "embed"
 	"encoding/json"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"github.com/xeipuuv/gojsonschema"
 
 	"github.com/hjbroker/hjbroker/broker/outcome"
+	"github.com/hjbroker/hjbroker/broker/resource"
 	"github.com/hjbroker/hjbroker/mappings/nhsnumber"
 	"github.com/hjbroker/hjbroker/profiles/validate"
 )
@@ -30,6 +32,9 @@ var schemaJSON []byte
 
 //go:embed codes.json
 var codesJSON []byte
+
+// maxDepth bounds the nesting of a document; the format itself needs five levels.
+const maxDepth = 16
 
 // Format is the value of the input's "format" member.
 const Format = "hjbroker-clinical-entries/1"
@@ -234,6 +239,14 @@ func (m *Mapper) Codes() *CodeMap { return m.codes }
 // digit, ODS code shape, release after arrival, verification status spelling). Errors are
 // *outcome.Error with status 400 and one issue per problem, each naming its JSON path.
 func (m *Mapper) Decode(raw []byte) (*Entries, error) {
+	if t := bytes.TrimSpace(raw); len(t) == 0 || t[0] != '{' {
+		return nil, outcome.New(http.StatusBadRequest, "structure", "clinical entries are one JSON object (see docs/clinical-entries.md)")
+	}
+	// The broker's JSON reader refuses repeated properties (decoders disagree on which copy
+	// wins) and absurd nesting, as it does for FHIR bodies.
+	if _, err := resource.Decode(raw, resource.Limits{MaxDepth: maxDepth}); err != nil {
+		return nil, err
+	}
 	if err := m.checkSchema(raw); err != nil {
 		return nil, err
 	}

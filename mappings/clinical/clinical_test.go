@@ -257,7 +257,9 @@ func TestBadInput(t *testing.T) {
 		code   string
 		inDiag string
 	}{
-		{name: "not JSON", raw: "{", code: "structure"},
+		{name: "not JSON", raw: "{", code: "invalid"},
+		{name: "not an object", raw: "[1]", code: "structure"},
+		{name: "repeated property", raw: `{"format": "hjbroker-clinical-entries/1", "format": "x"}`, code: "structure", inDiag: "more than once"},
 		{name: "wrong format", edit: func(d map[string]any) { d["format"] = "v0" }, expr: "format", code: "value"},
 		{name: "unknown top-level field", edit: func(d map[string]any) { d["vitals"] = []any{} }, expr: "vitals", code: "structure"},
 		{name: "unknown nested field", edit: func(d map[string]any) { d["episode"].(map[string]any)["cell"] = "4" }, expr: "episode.cell", code: "structure"},
