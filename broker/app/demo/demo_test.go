@@ -92,6 +92,11 @@ func TestStoryReportsWhatDidNotArrive(t *testing.T) {
 	if el := time.Since(start); el > 30*time.Second {
 		t.Errorf("the run took %s with one receiver down", el)
 	}
+	if t.Failed() {
+		var out strings.Builder
+		tl.WriteText(&out, true) //nolint:errcheck // a buffer
+		t.Logf("timeline:\n%s", out.String())
+	}
 }
 
 func TestTimelineGroupsDeliveriesThatWentTheSameWay(t *testing.T) {

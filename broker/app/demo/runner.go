@@ -272,37 +272,54 @@ func (r *runner) end(ctx context.Context) {
 }
 
 // settle polls the delivery log until every delivery of the versions has ended (delivered
-// and recorded by its receiver, withheld, or dead), or the wait runs out.
+// and recorded by its receiver, withheld, or dead), or the wait runs out; then it answers
+// with the last states it read.
 func (r *runner) settle(ctx context.Context, versions []string) ([]Delivery, error) {
 	want := map[string]int{}
 	for i, v := range versions {
 		want[v] = i + 1
 	}
-	ctx, cancel := context.WithTimeout(ctx, r.env.Wait)
-	defer cancel()
+	deadline := time.Now().Add(r.env.Wait)
+	var last []Delivery
+	var lastErr error
 	for {
-		ds, err := r.deliveries(ctx, want)
-		done := err == nil
-		for _, d := range ds {
-			if !(d.State == "delivered" && d.Received) && d.State != "withheld" && d.State != "dead" {
-				done = false
+		// Each read has its own bound, so the wait's end never cuts one short.
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		ds, err := r.deliveries(pctx, want)
+		cancel()
+		if err == nil {
+			last, lastErr = ds, nil
+			if ended(ds) {
+				return ds, nil
 			}
+		} else {
+			lastErr = err
 		}
-		if done {
-			return ds, nil
+		if time.Now().After(deadline) {
+			if last == nil && lastErr != nil {
+				return nil, fmt.Errorf("reading the delivery log: %w", lastErr)
+			}
+			return last, nil
 		}
 		select {
 		case <-ctx.Done():
-			if err != nil {
-				return ds, fmt.Errorf("reading the delivery log: %w", err)
-			}
-			return ds, nil
+			return last, ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
 
-// deliveries reads the delivery log entries of the versions from the admin API.
+// ended reports whether every delivery is over: delivered and recorded by its receiver,
+// withheld, or dead.
+func ended(ds []Delivery) bool {
+	for _, d := range ds {
+		if !(d.State == "delivered" && d.Received) && d.State != "withheld" && d.State != "dead" {
+			return false
+		}
+	}
+	return true
+}
+
 // want gives each version its place (from 1) in the order the step wrote them.
 func (r *runner) deliveries(ctx context.Context, want map[string]int) ([]Delivery, error) {
 	resp, err := r.c.do(ctx, r.step.Node, r.env.Operator, http.MethodGet, "/admin/deliveries?limit=1000", nil)
