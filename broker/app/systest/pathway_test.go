@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -216,12 +217,12 @@ func TestPathwayAcrossTwoBrokers(t *testing.T) {
 				t.Errorf("probation received a %s, want FHIR messages only", rec.Kind)
 			}
 		}
-		if !slicesContains(received(p.receivers[demo.EndpointProbation]), "ServiceRequest:1:active") {
+		if !slices.Contains(received(p.receivers[demo.EndpointProbation]), "ServiceRequest:1:active") {
 			t.Errorf("probation did not receive the referral: %v", received(p.receivers[demo.EndpointProbation]))
 		}
 		ld := received(p.receivers[demo.EndpointLD])
 		for _, w := range []string{"Task:2:accepted", "Task:3:in-progress", "Task:4:completed"} {
-			if !slicesContains(ld, w) {
+			if !slices.Contains(ld, w) {
 				t.Errorf("L&D did not receive %s: %v", w, ld)
 			}
 		}
@@ -442,7 +443,7 @@ func restrictedPatient(t *testing.T, p *pathway) {
 	defer cancel()
 	err := p.receivers[demo.EndpointLD].Wait(ctx, func(rs []sink.Received) bool {
 		for _, r := range rs {
-			if slicesContains(r.Refs(), encRef) {
+			if slices.Contains(r.Refs(), encRef) {
 				return true
 			}
 		}
@@ -491,15 +492,6 @@ func restrictedPatient(t *testing.T, p *pathway) {
 			}
 		}
 	}
-}
-
-func slicesContains(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func countPrefix(l []string, prefix string) int {
