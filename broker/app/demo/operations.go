@@ -306,6 +306,44 @@ func (r *runner) probationReferral(ctx context.Context) string {
 	return ""
 }
 
+// explainAccess asks the broker, as the operator, what an agency would see of the person for
+// a purpose and why ($access-check), and notes it for the types given.
+func (r *runner) explainAccess(ctx context.Context, agency, purpose string, types ...string) error {
+	pid := strings.TrimPrefix(r.ids.patient, "Patient/")
+	resp, err := r.callAs(ctx, r.env.Operator, http.StatusOK, http.MethodGet,
+		"Patient/"+pid+"/$access-check?"+query("agency", agency, "purpose", purpose), nil)
+	if err != nil {
+		return err
+	}
+	var parts []string
+	done := map[string]bool{}
+	for _, p := range list(resp.JSON["parameter"]) {
+		if str(obj(p), "name") != "class" {
+			continue
+		}
+		var typ, outcome, reason string
+		for _, part := range list(obj(p)["part"]) {
+			m := obj(part)
+			switch str(m, "name") {
+			case "type":
+				typ = str(m, "valueCode")
+			case "outcome":
+				outcome = str(m, "valueString")
+			case "reason":
+				reason = str(m, "valueString") // the last reason is the deciding one
+			}
+		}
+		for _, t := range types {
+			if t == typ && !done[typ] {
+				done[typ] = true
+				parts = append(parts, fmt.Sprintf("%s %s: %s", typ, outcome, reason))
+			}
+		}
+	}
+	r.result("$access-check, %s for %s: %s", agency, purpose, strings.Join(parts, "; "))
+	return nil
+}
+
 // courtReportOp asks the broker for the court report of the assessment.
 func (r *runner) courtReportOp(ctx context.Context, want int) (map[string]any, error) {
 	// An extracted assessment carries the recommendation and summary for the court; a
@@ -350,7 +388,7 @@ func courtReportDraft(ctx context.Context, r *runner) error {
 		r.problem("the court sees %d court reports before consent, want 0", n)
 	}
 	r.note("a preliminary report does not match the court-report route (final reports only): nothing is sent to the court")
-	return nil
+	return r.explainAccess(ctx, "court", "HLEGAL", "Composition", "Observation")
 }
 
 func courtReportFinal(ctx context.Context, r *runner) error {
@@ -372,6 +410,9 @@ func courtReportFinal(ctx context.Context, r *runner) error {
 	r.result("the court searches again and finds %d report(s)", n)
 	if n != 1 {
 		r.problem("the court sees %d court reports after consent, want 1", n)
+	}
+	if err := r.explainAccess(ctx, "court", "HLEGAL", "Composition", "Observation"); err != nil {
+		return err
 	}
 	if r.has(opDocument) {
 		doc, err := r.callAs(ctx, "court", http.StatusOK, http.MethodGet, r.ids.report+"/$document", nil)
