@@ -85,6 +85,10 @@ func set(items ...string) map[string]bool {
 	return m
 }
 
+// needsType are the operation types that act on a resource type.
+var needsType = map[string]bool{"read": true, "vread": true, "update": true, "updateCreate": true, "patch": true,
+	"delete": true, "deleteCondSingle": true, "deleteCondMultiple": true, "create": true}
+
 // subjects are the assert elements that say what an assert checks; R4 (tst-5, tst-6) allows
 // at most one, and an assert without one checks nothing.
 var subjects = []string{"contentType", "expression", "headerField", "minimumId", "navigationLinks",
@@ -128,18 +132,26 @@ func (c *checker) add(path, format string, args ...any) {
 func Check(s *Script, o CheckOptions) error {
 	c := &checker{s: s, o: o, fixtures: map[string]bool{}, ids: map[string]bool{}, profiles: map[string]bool{},
 		vars: map[string]bool{}, origins: map[int]bool{}, dests: map[int]bool{}}
+	c.script()
+	// The R4 structure check catches what the rules above do not look at (unknown elements,
+	// wrong types); where both speak of one element, the rule's message is the clearer.
 	if o.Structure != nil && s.Raw != nil {
 		if oe := o.Structure.Check(s.Raw); oe != nil {
+			seen := map[string]bool{}
+			for _, p := range c.problems {
+				seen[p.Path] = true
+			}
 			for _, is := range oe.Issues {
 				p := "TestScript"
 				if len(is.Expression) > 0 {
 					p = is.Expression[0]
 				}
-				c.add(p, "%s", is.Diagnostics)
+				if !seen[p] {
+					c.add(p, "%s", strings.TrimPrefix(is.Diagnostics, p+": "))
+				}
 			}
 		}
 	}
-	c.script()
 	if len(c.problems) == 0 {
 		return nil
 	}
@@ -455,8 +467,6 @@ func (c *checker) operation(p string, op *Operation) {
 	if needsBody[code] && op.SourceID == "" {
 		c.add(p+".sourceId", "is required: a %s sends the sourceId fixture as its body", code)
 	}
-	needsType := map[string]bool{"read": true, "vread": true, "update": true, "updateCreate": true, "patch": true,
-		"delete": true, "deleteCondSingle": true, "deleteCondMultiple": true, "create": true}
 	if needsType[code] && op.URL == "" && op.Resource == "" && op.TargetID == "" && (op.SourceID == "" || code == "patch") {
 		c.add(p+".resource", "is required: a %s without url, targetId or sourceId needs the resource type", code)
 	}

@@ -160,7 +160,9 @@ func (st *run) request(ctx context.Context, op *Operation) (*Exchange, error) {
 	if typ == "" {
 		typ = tgt.typ
 	}
-	if typ == "" && code != "batch" && code != "transaction" {
+	// The body names the type of what is created or updated; an operation's body is its
+	// input, not the resource it acts on.
+	if _, crud := needsType[code]; typ == "" && crud {
 		typ = resource.Type(asMap(bodyJSON))
 	}
 	params, err := st.substitute(ctx, op.Params, false)
