@@ -32,6 +32,8 @@ func newConformanceCmd() *cobra.Command {
 		Long: `Run the conformance suites shipped with hjbroker (FHIR R4 TestScripts, see
 conformance/README.md) against any FHIR R4 server, and check a server's CapabilityStatement
 for what a suite needs.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
 	}
 	cmd.AddCommand(newConformanceListCmd(), newConformanceRunCmd(), newConformanceCheckCapabilityCmd())
 	return cmd

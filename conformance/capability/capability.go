@@ -159,7 +159,7 @@ func operationRequirements(c *collector, usedBy string, op *testscript.Operation
 		typ = types[op.SourceID]
 	}
 	if op.URL != "" && !strings.HasPrefix(op.URL, "${") {
-		return urlRequirements(c, usedBy, op, typ)
+		return urlRequirements(c, usedBy, op, "")
 	}
 	if typ != "" && code != "capabilities" && code != "batch" && code != "transaction" {
 		c.add("resource", typ, "", usedBy)
