@@ -152,7 +152,7 @@ func (r *Runner) Run(ctx context.Context, s *Script) *ScriptResult {
 	if s.Teardown != nil {
 		for i, a := range s.Teardown.Action {
 			ar := st.operation(tctx, fmt.Sprintf("TestScript.teardown.action[%d].operation", i), a.Operation)
-			if ar.Status == Fail {
+			if ar.Status != Pass {
 				ar.Status = Warning
 			}
 			res.Teardown = append(res.Teardown, ar)
