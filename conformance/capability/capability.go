@@ -52,7 +52,9 @@ func (r Requirement) key() string { return r.Kind + "|" + r.Resource + "|" + r.N
 // resultParams are search result parameters, not search parameters a server declares.
 var resultParams = map[string]bool{"_count": true, "_sort": true, "_summary": true, "_elements": true,
 	"_total": true, "_format": true, "_pretty": true, "_contained": true, "_containedType": true,
-	"_getpages": true, "_offset": true, "_include": true, "_revinclude": true}
+	"_getpages": true, "_offset": true, "_include": true, "_revinclude": true,
+	// _has is reverse chaining, which CapabilityStatements do not list as a parameter.
+	"_has": true}
 
 // collector gathers requirements, merging duplicates.
 type collector struct {

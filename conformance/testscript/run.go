@@ -177,7 +177,7 @@ func (st *run) actions(ctx context.Context, prefix string, actions []Action, out
 		*out = append(*out, ar)
 		if ar.Status == Fail || ar.Status == Errored {
 			msg := ar.Path + " (" + ar.Label + "): " + ar.Message
-			if ar.Expected != "" || ar.Actual != "" {
+			if (ar.Expected != "" || ar.Actual != "") && !strings.Contains(ar.Message, "expected "+ar.Expected) {
 				msg += fmt.Sprintf(" [expected %s, actual %s]", ar.Expected, ar.Actual)
 			}
 			return msg
