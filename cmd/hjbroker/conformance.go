@@ -61,7 +61,7 @@ func newConformanceListCmd() *cobra.Command {
 // targetFlags are the flags that say how to reach and authenticate to a target.
 type targetFlags struct {
 	target, token, client, dataDir, configFile string
-	headers                                    []string
+	headers, vars                              []string
 	suites, dirs                               []string
 	timeout                                    time.Duration
 }
@@ -76,6 +76,39 @@ func (f *targetFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.configFile, "config", "", "configuration file of that broker (default: the built-in demo)")
 	cmd.Flags().StringArrayVar(&f.headers, "header", nil, `extra request header "Name: value" (repeatable)`)
 	cmd.Flags().DurationVar(&f.timeout, "timeout", 60*time.Second, "timeout of each request")
+}
+
+// variables returns --var values and, with --data-dir, a token for each of the suite's
+// further clients (suite.TokenVariable) not given by --var.
+func (f *targetFlags) variables(ctx context.Context, s *suite.Suite, tokens map[string]string) (map[string]string, error) {
+	vars := map[string]string{}
+	for _, kv := range f.vars {
+		k, v, _ := strings.Cut(kv, "=")
+		vars[k] = v
+	}
+	if f.dataDir == "" {
+		return vars, nil
+	}
+	minted, err := s.TokenVariables(func(client string) (string, error) {
+		if _, given := vars[suite.TokenVariable(client)]; given {
+			return "", nil
+		}
+		if tok := tokens[client]; tok != "" {
+			return tok, nil
+		}
+		tok, err := mintToken(ctx, f.dataDir, f.configFile, client)
+		tokens[client] = tok
+		return tok, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range minted {
+		if _, given := vars[k]; !given {
+			vars[k] = v
+		}
+	}
+	return vars, nil
 }
 
 // load returns the selected suites: the named shipped ones (all when none are named and no
@@ -114,6 +147,11 @@ func (f *targetFlags) check() error {
 	for _, h := range f.headers {
 		if k, _, ok := strings.Cut(h, ":"); !ok || strings.TrimSpace(k) == "" {
 			return fmt.Errorf("--header %q: want \"Name: value\"", h)
+		}
+	}
+	for _, v := range f.vars {
+		if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
+			return fmt.Errorf("--var %q: want NAME=VALUE", v)
 		}
 	}
 	return nil
@@ -193,7 +231,9 @@ the element at fault and runs nothing.
 
 Authentication: --token sends a Bearer token; for a local hjbroker, --data-dir (and --config)
 mint a token from its store for --client, or for the client each suite's manifest names.
---header adds any other header (e.g. "X-Purpose-Of-Use: DIRECT").
+--header adds any other header (e.g. "X-Purpose-Of-Use: DIRECT"). A suite whose scripts act as
+further clients gets their tokens as variables token-<client>, minted with --data-dir or given
+with --var token-<client>=TOKEN.
 
 Progress goes to standard error, one line per test. With --out, the folder receives
 junit.xml, summary.json and report.html. The exit status is 0 only when every test of every
@@ -224,9 +264,13 @@ suite passed, 1 when any failed or a script was invalid, 2 when the run could no
 				if err != nil {
 					return usageError(stderr, err)
 				}
+				vars, err := f.variables(cmd.Context(), s, tokens)
+				if err != nil {
+					return usageError(stderr, err)
+				}
 				fmt.Fprintf(stderr, "suite %s\n", s.Name)
 				res, err := s.Run(cmd.Context(), testscript.Config{
-					Base: f.target, Header: hdr, FHIRPath: fp, Validator: v, Structure: structure,
+					Base: f.target, Header: hdr, FHIRPath: fp, Validator: v, Structure: structure, Variables: vars,
 					Client: &http.Client{Timeout: f.timeout},
 					OnTest: func(sc *testscript.Script, t *testscript.TestResult) { printTest(stderr, s.Name, sc.File, t) },
 				})
@@ -261,6 +305,7 @@ suite passed, 1 when any failed or a script was invalid, 2 when the run could no
 	}
 	f.register(cmd)
 	cmd.Flags().StringVar(&outDir, "out", "", "folder for junit.xml, summary.json and report.html")
+	cmd.Flags().StringArrayVar(&f.vars, "var", nil, "value NAME=VALUE for a variable the scripts declare (repeatable), e.g. token-probation=...")
 	return cmd
 }
 

@@ -85,7 +85,7 @@ func TestConformanceRunReportsFailures(t *testing.T) {
 		Path: regexp.MustCompile(`^metadata$`), SetHeaders: map[string]string{"Content-Type": "text/html"}})
 	out := t.TempDir()
 	_, stderr, code := runConformance(t, "run", "--target", proxy.Base, "--suite", "broker-rest",
-		"--token", srv.Token("operator"), "--header", "X-Correlation-ID: conformance-cli", "--out", out)
+		"--token", srv.Token("operator"), "--var", "token-court="+srv.Token("court"), "--header", "X-Correlation-ID: conformance-cli", "--out", out)
 	if code != 1 {
 		t.Fatalf("exit %d, want 1\n%s", code, stderr)
 	}
@@ -143,6 +143,7 @@ func TestConformanceUsageErrors(t *testing.T) {
 		{[]string{"run", "--target", "http://127.0.0.1:1/fhir", "--client", "gp"}, "--client needs --data-dir"},
 		{[]string{"run", "--target", "http://127.0.0.1:1/fhir", "--token", "t", "--data-dir", "x"}, "not both"},
 		{[]string{"run", "--target", "http://127.0.0.1:1/fhir", "--header", "no colon"}, `want "Name: value"`},
+		{[]string{"run", "--target", "http://127.0.0.1:1/fhir", "--var", "novalue"}, "want NAME=VALUE"},
 		{[]string{"run", "--target", "ftp://x/fhir"}, "not an http(s) URL"},
 		{[]string{"check-capability", "--target", "http://127.0.0.1:1/fhir"}, "GET http://127.0.0.1:1/fhir/metadata"},
 	}

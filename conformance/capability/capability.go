@@ -61,10 +61,33 @@ type collector struct {
 	by         map[string]*Requirement
 	order      []string
 	isResource func(string) bool
+	// refused is set while reading an operation the script expects the server to refuse:
+	// its search parameters are what is being refused, not what the script needs.
+	refused bool
+}
+
+// expectsRefusal reports whether the asserts right after an operation expect a 4xx answer.
+func expectsRefusal(next []testscript.Action) bool {
+	refusals := map[string]bool{"bad": true, "forbidden": true, "notFound": true, "methodNotAllowed": true,
+		"conflict": true, "gone": true, "preconditionFailed": true, "unprocessable": true}
+	for _, a := range next {
+		if a.Operation != nil {
+			return false
+		}
+		if as := a.Assert; as != nil && as.SourceID == "" && as.Operator != "notEquals" && as.Operator != "notIn" {
+			if refusals[as.Response] || strings.HasPrefix(as.ResponseCode, "4") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (c *collector) add(kind, res, name, usedBy string) {
 	if res != "" && c.isResource != nil && !c.isResource(res) {
+		return
+	}
+	if c.refused && (kind == "searchParam" || kind == "include" || kind == "revinclude") {
 		return
 	}
 	r := Requirement{Kind: kind, Resource: res, Name: name}
@@ -92,28 +115,30 @@ func Requirements(scripts []*testscript.Script, isResource func(string) bool) []
 				types[f.ID] = t
 			}
 		}
-		visit := func(p string, op *testscript.Operation) {
+		visit := func(p string, op *testscript.Operation, refused bool) {
 			if op == nil {
 				return
 			}
+			c.refused = refused
 			typ := operationRequirements(c, s.File+" "+p, op, types)
+			c.refused = false
 			if op.ResponseID != "" && typ != "" {
 				types[op.ResponseID] = typ
 			}
 		}
 		if s.Setup != nil {
 			for i, a := range s.Setup.Action {
-				visit(fmt.Sprintf("TestScript.setup.action[%d].operation", i), a.Operation)
+				visit(fmt.Sprintf("TestScript.setup.action[%d].operation", i), a.Operation, expectsRefusal(s.Setup.Action[i+1:]))
 			}
 		}
 		for i, t := range s.Test {
 			for j, a := range t.Action {
-				visit(fmt.Sprintf("TestScript.test[%d].action[%d].operation", i, j), a.Operation)
+				visit(fmt.Sprintf("TestScript.test[%d].action[%d].operation", i, j), a.Operation, expectsRefusal(t.Action[j+1:]))
 			}
 		}
 		if s.Teardown != nil {
 			for i, a := range s.Teardown.Action {
-				visit(fmt.Sprintf("TestScript.teardown.action[%d].operation", i), a.Operation)
+				visit(fmt.Sprintf("TestScript.teardown.action[%d].operation", i), a.Operation, false)
 			}
 		}
 		for i, f := range s.Fixture {

@@ -32,7 +32,11 @@ const script = `{
     {"operation": {"type": {"code": "deleteCondMultiple"}, "resource": "Patient", "params": "?identifier=x|1", "encodeRequestUrl": false}},
     {"operation": {"method": "get", "url": "Encounter?status=finished", "encodeRequestUrl": false}},
     {"operation": {"method": "post", "url": "$process-message", "sourceId": "bundle", "encodeRequestUrl": false}},
-    {"operation": {"method": "get", "url": "NotAType/1", "encodeRequestUrl": false}}
+    {"operation": {"method": "get", "url": "NotAType/1", "encodeRequestUrl": false}},
+    {"operation": {"type": {"code": "search"}, "resource": "Patient", "params": "?bogus=1", "encodeRequestUrl": false}},
+    {"assert": {"response": "bad", "warningOnly": false}},
+    {"operation": {"type": {"code": "search"}, "resource": "Patient", "params": "?birthdate=x", "encodeRequestUrl": false}},
+    {"assert": {"responseCode": "400,422", "operator": "in", "warningOnly": false}}
   ]}]
 }`
 
@@ -60,6 +64,8 @@ func names(reqs []Requirement) []string {
 	return out
 }
 
+// TestRequirements also shows that types that do not exist and parameters the script expects
+// to be refused (a 4xx assert right after) are not requirements.
 func TestRequirements(t *testing.T) {
 	got := names(Requirements(load(t), r4model.Load().IsResource))
 	want := []string{

@@ -268,11 +268,12 @@ func ExpectFailures(t testing.TB, res *suite.Result, p *Proxy, want ...string) {
 }
 
 // Run runs a suite against base with the project's FHIRPath engine, validator and R4
-// structure check, failing the test if the run cannot start.
-func Run(t testing.TB, s *suite.Suite, base string, header http.Header) *suite.Result {
+// structure check, failing the test if the run cannot start. vars are given to the runner
+// (see suite.TokenVariables).
+func Run(t testing.TB, s *suite.Suite, base string, header http.Header, vars map[string]string) *suite.Result {
 	t.Helper()
 	cfg := Config(t)
-	cfg.Base, cfg.Header = base, header
+	cfg.Base, cfg.Header, cfg.Variables = base, header, vars
 	res, err := s.Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("running suite %s: %v", s.Name, err)

@@ -30,6 +30,10 @@ type Manifest struct {
 	// Client is the hjbroker client whose token the suite is written for (a local broker's
 	// token is minted for it when the runner is given a data directory but no client).
 	Client string `json:"client,omitempty"`
+	// Clients are further clients the scripts act as (with a requestHeader
+	// "Authorization: Bearer ${token-<client>}"); the runner gives each one's token as the
+	// variable token-<client>, which the scripts declare with a hint.
+	Clients []string `json:"clients,omitempty"`
 	// Headers are sent with every request of the suite (e.g. X-Purpose-Of-Use); headers given
 	// to the runner replace them.
 	Headers map[string]string `json:"headers,omitempty"`
@@ -159,6 +163,23 @@ func (s *Suite) Load() []Script {
 		out = append(out, Script{File: f, Script: ts, Err: err})
 	}
 	return out
+}
+
+// TokenVariable is the variable that carries a further client's token.
+func TokenVariable(client string) string { return "token-" + client }
+
+// TokenVariables mints a token for each of the suite's further clients, as the variables
+// its scripts expect; mint is called once per client.
+func (s *Suite) TokenVariables(mint func(client string) (string, error)) (map[string]string, error) {
+	vars := map[string]string{}
+	for _, c := range s.Clients {
+		tok, err := mint(c)
+		if err != nil {
+			return nil, fmt.Errorf("suite %s: token for %s: %w", s.Name, c, err)
+		}
+		vars[TokenVariable(c)] = tok
+	}
+	return vars, nil
 }
 
 // Result is the outcome of running a suite.

@@ -44,7 +44,11 @@ func TestBrokerPassesShippedSuites(t *testing.T) {
 			srv := apptest.Start(t, b, app.Config{})
 			for _, s := range all {
 				t.Run(s.Name, func(t *testing.T) {
-					res := conformancetest.Run(t, s, srv.Base, bearer(srv, s.Client))
+					vars, err := s.TokenVariables(func(c string) (string, error) { return srv.Token(c), nil })
+					if err != nil {
+						t.Fatal(err)
+					}
+					res := conformancetest.Run(t, s, srv.Base, bearer(srv, s.Client), vars)
 					if len(res.Scripts) != len(s.Scripts) {
 						t.Errorf("ran %d scripts of %d", len(res.Scripts), len(s.Scripts))
 					}
@@ -135,7 +139,11 @@ func TestBrokerRestCatchesNonConformance(t *testing.T) {
 				return m
 			}},
 	)
-	res := conformancetest.Run(t, s[0], proxy.Base, bearer(srv, s[0].Client))
+	vars, err := s[0].TokenVariables(func(c string) (string, error) { return srv.Token(c), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := conformancetest.Run(t, s[0], proxy.Base, bearer(srv, s[0].Client), vars)
 	conformancetest.ExpectFailures(t, res, proxy,
 		"capabilities.json/metadata",
 		"crud.json/create",

@@ -273,8 +273,8 @@ func (c *checker) script() {
 		if n > 1 {
 			c.add(p, "may hold only one of expression, headerField and path (tst-3)")
 		}
-		if n == 0 && v.DefaultValue == "" {
-			c.add(p, "has no value: give expression, headerField or path, or a defaultValue")
+		if n == 0 && v.DefaultValue == "" && v.Hint == "" {
+			c.add(p, "has no value: give expression, headerField or path, a defaultValue, or a hint for a value the runner is given")
 		}
 		if v.SourceID != "" && !c.ids[v.SourceID] {
 			c.add(p+".sourceId", "%q is neither a fixture nor a responseId of this script", v.SourceID)

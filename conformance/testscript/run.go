@@ -39,6 +39,10 @@ type Config struct {
 	Structure *resource.Checker
 	// OnTest, when set, is called as each test finishes (for progress output).
 	OnTest func(script *Script, t *TestResult)
+	// Variables give values to variables the scripts declare, replacing the scripts' own
+	// definitions: values known only when the run starts, such as tokens for further
+	// clients. A variable declared with only a hint must be given here.
+	Variables map[string]string
 	// MaxBody caps the response bodies kept (default 8 MiB).
 	MaxBody int64
 }

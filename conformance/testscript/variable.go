@@ -64,7 +64,13 @@ func exchangeSubject(ex *Exchange, request bool) *subject {
 
 // variable evaluates a variable now, against the current state of its source.
 func (st *run) variable(ctx context.Context, v *Variable, depth int) (string, error) {
+	if val, ok := st.r.cfg.Variables[v.Name]; ok {
+		return val, nil
+	}
 	if v.Expression == "" && v.HeaderField == "" && v.Path == "" {
+		if v.DefaultValue == "" && v.Hint != "" {
+			return "", fmt.Errorf("the runner was not given a value (%s)", v.Hint)
+		}
 		return v.DefaultValue, nil
 	}
 	// A fixture never changes, so a variable over one has one value for the whole run (which
