@@ -2,6 +2,7 @@ package suite
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -114,5 +115,21 @@ func TestRunAppliesManifestHeadersAndReportsUnreadableScripts(t *testing.T) {
 	}
 	if res.Passed() {
 		t.Error("a suite with an invalid script passed")
+	}
+}
+
+func TestTokenVariables(t *testing.T) {
+	s := &Suite{Manifest: Manifest{Name: "s", Clients: []string{"court", "gp"}}}
+	var asked []string
+	vars, err := s.TokenVariables(func(c string) (string, error) { asked = append(asked, c); return "tok-" + c, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vars) != 2 || vars["token-court"] != "tok-court" || vars["token-gp"] != "tok-gp" || strings.Join(asked, ",") != "court,gp" {
+		t.Fatalf("vars %v, asked %v", vars, asked)
+	}
+	if _, err := s.TokenVariables(func(c string) (string, error) { return "", errors.New("no such client") }); err == nil ||
+		!strings.Contains(err.Error(), "token for court: no such client") {
+		t.Fatalf("err %v", err)
 	}
 }

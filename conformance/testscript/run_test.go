@@ -549,3 +549,29 @@ func TestNewRejectsBadTargets(t *testing.T) {
 		t.Error("a runner without FHIRPath engine accepted")
 	}
 }
+
+func TestGivenVariables(t *testing.T) {
+	f := newFake(t)
+	vars := []any{
+		map[string]any{"name": "token-gp", "hint": "the gp client's token"},
+		map[string]any{"name": "overridden", "defaultValue": "from-script"},
+	}
+	s := scriptParts{variables: vars, tests: [][]any{{
+		operation("capabilities", "requestHeader", []any{map[string]any{"field": "Authorization", "value": "Bearer ${token-gp}"},
+			map[string]any{"field": "X-Value", "value": "${overridden}"}}),
+	}}}.build(t)
+	r := runner(t, f.base())
+	res := mustRun(t, r, s)
+	if tr := res.Tests[0]; tr.Status != Errored || !strings.Contains(tr.Message, "token-gp: the runner was not given a value (the gp client's token)") {
+		t.Fatalf("without the value: %s %q", tr.Status, tr.Message)
+	}
+	r.cfg.Variables = map[string]string{"token-gp": "gp-token", "overridden": "from-runner"}
+	res = mustRun(t, r, s)
+	if res.Tests[0].Status != Pass {
+		t.Fatalf("with the value: %s", res.Tests[0].Message)
+	}
+	last := f.requests()[len(f.requests())-1]
+	if last.Header.Get("Authorization") != "Bearer gp-token" || last.Header.Get("X-Value") != "from-runner" {
+		t.Errorf("headers %v", last.Header)
+	}
+}
