@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -35,7 +36,7 @@ for what a suite needs.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	cmd.AddCommand(newConformanceListCmd(), newConformanceRunCmd(), newConformanceCheckCapabilityCmd())
+	cmd.AddCommand(newConformanceListCmd(), newConformanceRunCmd(), newConformanceCheckCapabilityCmd(), newConformanceCheckCmd())
 	return cmd
 }
 
@@ -217,6 +218,62 @@ func mintToken(ctx context.Context, dataDir, configFile, clientID string) (strin
 		return "", err
 	}
 	return tok.AccessToken, nil
+}
+
+func newConformanceCheckCmd() *cobra.Command {
+	var names, dirs []string
+	cmd := &cobra.Command{
+		Use:   "check [--suite NAME]... [--dir DIR]...",
+		Short: "Check suites' TestScripts without running them",
+		Long: `Check the TestScripts of the selected suites (default: every shipped suite) as a run would
+before sending anything: the R4 structure, the TestScript rules and every reference. Each
+problem names its element. The exit status is 1 when any script is invalid.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			stderr := cmd.ErrOrStderr()
+			f := targetFlags{suites: names, dirs: dirs}
+			selected, err := f.load()
+			if err != nil {
+				return usageError(stderr, err)
+			}
+			structure, err := resource.NewChecker(64)
+			if err != nil {
+				return usageError(stderr, err)
+			}
+			opts := testscript.CheckOptions{FHIRPath: fhirpath.NewEngine(r4model.Load()), Structure: structure}
+			out := cmd.OutOrStdout()
+			invalid := 0
+			for _, s := range selected {
+				for _, sc := range s.Load() {
+					err := sc.Err
+					if err == nil {
+						err = testscript.Check(sc.Script, opts)
+					}
+					if err != nil {
+						invalid++
+						fmt.Fprintf(out, "INVALID %s/%s\n", s.Name, sc.File)
+						var te *testscript.Error
+						if errors.As(err, &te) {
+							for _, p := range te.Problems {
+								fmt.Fprintf(out, "    %s\n", p)
+							}
+						} else {
+							fmt.Fprintf(out, "    %v\n", err)
+						}
+						continue
+					}
+					fmt.Fprintf(out, "ok      %s/%s\n", s.Name, sc.File)
+				}
+			}
+			if invalid > 0 {
+				return exitError{code: 1}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringArrayVar(&names, "suite", nil, "shipped suite to check (repeatable; default: every shipped suite)")
+	cmd.Flags().StringArrayVar(&dirs, "dir", nil, "a suite folder on disk to check (repeatable)")
+	return cmd
 }
 
 func newConformanceRunCmd() *cobra.Command {

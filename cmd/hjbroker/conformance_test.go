@@ -210,3 +210,18 @@ func TestConformanceCheckCapability(t *testing.T) {
 		t.Fatalf("json: exit %d, %v\n%s", code, err, js)
 	}
 }
+
+func TestConformanceCheck(t *testing.T) {
+	out, _, code := runConformance(t, "check")
+	if code != 0 || !strings.Contains(out, "ok      broker-rest/crud.json") {
+		t.Fatalf("shipped suites: exit %d\n%s", code, out)
+	}
+	dir := t.TempDir()
+	_ = os.WriteFile(filepath.Join(dir, "suite.json"), []byte(`{"name": "x", "description": "d"}`), 0o644)
+	_ = os.WriteFile(filepath.Join(dir, "a.json"), []byte(`{"resourceType": "TestScript", "name": "a", "status": "draft",
+	  "test": [{"name": "t", "action": [{"operation": {"type": {"code": "read"}, "resource": "Patient", "params": "/1", "encodeRequestUrl": false}}]}]}`), 0o644)
+	out, _, code = runConformance(t, "check", "--dir", dir)
+	if code != 1 || !strings.Contains(out, "INVALID x/a.json") || !strings.Contains(out, "TestScript.url: is required") {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+}

@@ -3,6 +3,8 @@
 package report
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -139,8 +141,12 @@ func sortedKeys(h http.Header) []string {
 	return keys
 }
 
-// excerpt cuts a body to n bytes on a rune boundary.
+// excerpt cuts a body to n bytes on a rune boundary; JSON is indented first, for reading.
 func excerpt(b []byte, n int) string {
+	var ind bytes.Buffer
+	if json.Indent(&ind, b, "", "  ") == nil {
+		b = ind.Bytes()
+	}
 	if len(b) <= n {
 		return string(b)
 	}

@@ -260,10 +260,12 @@ func (st *run) path(code, method, typ string, tgt target, params string, body an
 		if tgt.id != "" {
 			return root + "/" + tgt.id + "/_history" + params, nil
 		}
-		if params != "" {
+		// params "/{id}/_history" names the instance; "?_count=..." qualifies the type's or
+		// the system's history.
+		if params != "" && !strings.HasPrefix(params, "?") {
 			return join(root, params), nil
 		}
-		return root + "/_history", nil
+		return root + "/_history" + params, nil
 	case "read", "delete", "deleteCondSingle", "deleteCondMultiple", "patch", "update", "updateCreate":
 		if tgt.id != "" {
 			return root + "/" + tgt.id + params, nil
