@@ -150,10 +150,15 @@ func (st *run) request(ctx context.Context, op *Operation) (*Exchange, error) {
 		body, bodyJSON = b, v
 	}
 	tgt := target{}
-	if op.TargetID != "" {
-		tgt = st.targetOf(op.TargetID)
+	targetID := op.TargetID
+	// Operations that send no body address their sourceId when they have no targetId.
+	if targetID == "" && op.URL == "" && op.Params == "" && (code == "read" || code == "vread" || code == "delete" || code == "history") {
+		targetID = op.SourceID
+	}
+	if targetID != "" {
+		tgt = st.targetOf(targetID)
 		if tgt.id == "" {
-			return nil, fmt.Errorf("targetId %q: no resource id to address (has the operation that created it run?)", op.TargetID)
+			return nil, fmt.Errorf("targetId %q: no resource id to address (has the operation that created it run?)", targetID)
 		}
 	}
 	typ := op.Resource

@@ -81,6 +81,7 @@ func (r *Runner) Check(s *Script) error {
 type fixture struct {
 	raw     []byte
 	json    any
+	auto    bool // autocreated
 	created *Exchange
 }
 
@@ -218,7 +219,7 @@ func (st *run) loadFixtures(out *[]ActionResult) string {
 			}
 			raw = b
 		}
-		fx := &fixture{raw: raw}
+		fx := &fixture{raw: raw, auto: f.Autocreate != nil && *f.Autocreate}
 		_ = jsonUnmarshal(raw, &fx.json)
 		st.fixtures[f.ID] = fx
 	}

@@ -578,3 +578,26 @@ func TestGivenVariables(t *testing.T) {
 		t.Errorf("headers %v", last.Header)
 	}
 }
+
+func TestAutocreatedFixtures(t *testing.T) {
+	f := newFake(t)
+	s := scriptParts{
+		fixtures:  []any{fx("auto", "auto.json", true)},
+		variables: []any{map[string]any{"name": "autoId", "expression": "id", "sourceId": "auto"}},
+		tests: [][]any{{
+			operation("read", "sourceId", "auto", "responseId", "r"),
+			assertion("requestURL", "Patient/${autoId}"),
+		}},
+	}.build(t)
+	res := mustRun(t, runner(t, f.base()), s)
+	if res.Tests[0].Status != Pass {
+		t.Fatalf("%s", res.Tests[0].Message)
+	}
+	reqs := f.requests()
+	if reqs[1].Method != "GET" || reqs[1].URL != "/fhir/Patient/p1" {
+		t.Errorf("a read of the autocreated fixture sent %s %s", reqs[1].Method, reqs[1].URL)
+	}
+	if last := reqs[len(reqs)-1]; last.Method != "DELETE" || last.URL != "/fhir/Patient/p1" {
+		t.Errorf("autodelete sent %s %s", last.Method, last.URL)
+	}
+}

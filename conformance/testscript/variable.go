@@ -44,6 +44,10 @@ func (st *run) rawSubject(id string, request bool) (*subject, error) {
 		return exchangeSubject(st.last, request), nil
 	}
 	if fx, ok := st.fixtures[id]; ok {
+		// Once autocreated, a fixture is what the server made of it (its id, its version).
+		if fx.created != nil {
+			return exchangeSubject(fx.created, false), nil
+		}
 		return &subject{body: fx.json, raw: fx.raw}, nil
 	}
 	if ex, ok := st.responses[id]; ok {
@@ -80,7 +84,7 @@ func (st *run) variable(ctx context.Context, v *Variable, depth int) (string, er
 	}
 	val, err := st.evalVariable(ctx, v, depth)
 	if err == nil {
-		if _, isFixture := st.fixtures[v.SourceID]; isFixture {
+		if fx, isFixture := st.fixtures[v.SourceID]; isFixture && (!fx.auto || fx.created != nil) {
 			st.fixtureVars[v.Name] = val
 		}
 	}
