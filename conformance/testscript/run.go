@@ -151,8 +151,8 @@ func (r *Runner) Run(ctx context.Context, s *Script) *ScriptResult {
 		}
 		res.Tests = append(res.Tests, tr)
 	}
-	// Teardown runs whatever happened before, on a context that outlives a cancelled run
-	// long enough to clean up.
+	// Teardown runs whatever happened before, on a context a cancelled run does not cancel
+	// (the client's timeout still bounds each request).
 	tctx := context.WithoutCancel(ctx)
 	if s.Teardown != nil {
 		for i, a := range s.Teardown.Action {
@@ -320,10 +320,25 @@ func splitLocation(base, loc string) (typ, id, vid string, ok bool) {
 	return "", "", "", false
 }
 
+// credentialHeaders are the runner's headers withheld from other origins.
+var credentialHeaders = map[string]bool{"Authorization": true, "Cookie": true, "Proxy-Authorization": true}
+
+// sameOrigin reports whether u has the target's scheme, host and port.
+func (r *Runner) sameOrigin(u string) bool {
+	a, err1 := url.Parse(u)
+	b, err2 := url.Parse(r.cfg.Base)
+	return err1 == nil && err2 == nil && a.Scheme == b.Scheme && strings.EqualFold(a.Host, b.Host)
+}
+
 // send performs one request; it never fails, the error is kept in the Exchange.
 func (st *run) send(ctx context.Context, method, u string, hdr http.Header, body []byte, contentType, accept string) *Exchange {
 	ex := &Exchange{Method: method, URL: u, RequestBody: body, RequestHeader: http.Header{}}
+	sameOrigin := st.r.sameOrigin(u)
 	for k, v := range st.r.cfg.Header {
+		// Credentials go to the target only, never to a URL a response pointed elsewhere.
+		if !sameOrigin && credentialHeaders[http.CanonicalHeaderKey(k)] {
+			continue
+		}
 		ex.RequestHeader[k] = append([]string(nil), v...)
 	}
 	if accept != "" {

@@ -601,3 +601,26 @@ func TestAutocreatedFixtures(t *testing.T) {
 		t.Errorf("autodelete sent %s %s", last.Method, last.URL)
 	}
 }
+
+func TestCredentialsStayWithTheTarget(t *testing.T) {
+	target, other := newFake(t), newFake(t)
+	s := scriptParts{variables: []any{map[string]any{"name": "elsewhere", "defaultValue": other.base() + "/Patient?page=1"}},
+		tests: [][]any{{
+			operation("", "method", "get", "url", "${elsewhere}"),
+			assertion("response", "okay"),
+			assertion("navigationLinks", true),
+		}}}.build(t)
+	res := mustRun(t, runner(t, target.base()), s)
+	if res.Tests[0].Status != Pass {
+		t.Fatalf("%s", res.Tests[0].Message)
+	}
+	reqs := other.requests()
+	if len(reqs) != 2 {
+		t.Fatalf("%d requests to the other server, want the url and its next link", len(reqs))
+	}
+	for _, r := range reqs {
+		if r.Header.Get("Authorization") != "" {
+			t.Errorf("%s %s carried the runner's Authorization header", r.Method, r.URL)
+		}
+	}
+}
