@@ -71,7 +71,7 @@ func (f *targetFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.target, "target", "", "FHIR base URL of the server under test (required), e.g. http://127.0.0.1:8080/fhir")
 	cmd.Flags().StringArrayVar(&f.suites, "suite", nil, "shipped suite to use (repeatable; default: every shipped suite)")
 	cmd.Flags().StringArrayVar(&f.dirs, "dir", nil, "a suite folder on disk to use instead of or besides shipped suites (repeatable)")
-	cmd.Flags().StringVar(&f.token, "token", "", "Bearer token sent with every request")
+	cmd.Flags().StringVar(&f.token, "token", "", "Bearer token sent with every request (without --data-dir, default: $HJB_CONFORMANCE_TOKEN, which keeps it out of the process list)")
 	cmd.Flags().StringVar(&f.client, "client", "", "mint a token for this client of a local broker (with --data-dir; default: the suite's client)")
 	cmd.Flags().StringVar(&f.dataDir, "data-dir", "", "data directory of a local broker whose store mints tokens (HJB_STORE_URL selects PostgreSQL)")
 	cmd.Flags().StringVar(&f.configFile, "config", "", "configuration file of that broker (default: the built-in demo)")
@@ -138,6 +138,9 @@ func (f *targetFlags) load() ([]*suite.Suite, error) {
 func (f *targetFlags) check() error {
 	if f.target == "" {
 		return fmt.Errorf("--target is required")
+	}
+	if f.token == "" && f.dataDir == "" {
+		f.token = os.Getenv("HJB_CONFORMANCE_TOKEN")
 	}
 	if f.token != "" && (f.client != "" || f.dataDir != "") {
 		return fmt.Errorf("give --token, or --client/--data-dir to mint one, not both")
