@@ -13,7 +13,6 @@ const (
 	Pass    Status = "pass"
 	Fail    Status = "fail"
 	Warning Status = "warning"
-	Skip    Status = "skip"
 	// Errored is an action the runner could not carry out (no connection, a fixture or
 	// variable that could not be read), as opposed to a check that failed.
 	Errored Status = "error"
@@ -96,20 +95,4 @@ func (r *ScriptResult) Passed() bool {
 		}
 	}
 	return true
-}
-
-// Counts returns the number of tests that passed (warnings included) and failed; an invalid
-// script counts as one failure.
-func (r *ScriptResult) Counts() (passed, failed int) {
-	if len(r.Invalid) > 0 {
-		return 0, 1
-	}
-	for _, t := range r.Tests {
-		if t.Status == Pass || t.Status == Warning {
-			passed++
-		} else {
-			failed++
-		}
-	}
-	return passed, failed
 }

@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
-	"path"
 	"strings"
 )
 
@@ -218,17 +217,6 @@ func Load(fsys fs.FS, file string) (*Script, error) {
 	}
 	s.File, s.FS = file, fsys
 	return s, nil
-}
-
-// DisplayName returns the script's title, else its name, else its file name.
-func (s *Script) DisplayName() string {
-	if s.TestScript.Title != "" {
-		return s.TestScript.Title
-	}
-	if s.Name != "" {
-		return s.Name
-	}
-	return path.Base(s.File)
 }
 
 // FixtureJSON returns a fixture's content as JSON (contained or from its file), without
