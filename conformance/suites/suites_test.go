@@ -130,6 +130,7 @@ func TestBrokerRestCatchesNonConformance(t *testing.T) {
 				return m
 			}},
 		conformancetest.Fault{Name: "If-Match ignored", Method: "PUT", Status: 412, SetStatus: 200},
+		conformancetest.Fault{Name: "If-None-Match ignored", Method: "GET", Status: 304, SetStatus: 200},
 		conformancetest.Fault{Name: "failed transaction answers 200", Method: "POST", Path: path(`^$`), Request: `"txbad-`, SetStatus: 200},
 		conformancetest.Fault{Name: "OperationOutcome without expression", Method: "POST", Path: path(`^Patient$`), Request: "robot",
 			Rewrite: func(m map[string]any) map[string]any {
@@ -152,20 +153,22 @@ func TestBrokerRestCatchesNonConformance(t *testing.T) {
 		"crud.json/delete",
 		"search.json/paging",
 		"conditional.json/if-match",
+		"conditional.json/conditional-read",
 		"transaction.json/atomic",
 		"errors.json/invalid-code",
 	)
 	// Each failure names what was wrong.
 	want := map[string]string{
-		"capabilities.json/metadata": "Content-Type is text/html",
-		"crud.json/create":           "header Location is (none)",
-		"crud.json/read":             "does not conform to https://fhir.hl7.org.uk/StructureDefinition/UKCore-Patient",
-		"crud.json/vread":            "Tampered",
-		"crud.json/delete":           "HTTP status is 404, expected gone (410)",
-		"search.json/paging":         "no next link",
-		"conditional.json/if-match":  "HTTP status is 200, expected preconditionFailed (412)",
-		"transaction.json/atomic":    "HTTP status is 200, expected one of 400,422",
-		"errors.json/invalid-code":   "expected containing Patient.gender",
+		"capabilities.json/metadata":        "Content-Type is text/html",
+		"crud.json/create":                  "header Location is (none)",
+		"crud.json/read":                    "does not conform to https://fhir.hl7.org.uk/StructureDefinition/UKCore-Patient",
+		"crud.json/vread":                   "Tampered",
+		"crud.json/delete":                  "HTTP status is 404, expected gone (410)",
+		"search.json/paging":                "no next link",
+		"conditional.json/if-match":         "HTTP status is 200, expected preconditionFailed (412)",
+		"conditional.json/conditional-read": "HTTP status is 200, expected notModified (304)",
+		"transaction.json/atomic":           "HTTP status is 200, expected one of 400,422",
+		"errors.json/invalid-code":          "expected containing Patient.gender",
 	}
 	for _, sc := range res.Scripts {
 		for _, tr := range sc.Tests {
