@@ -284,9 +284,22 @@ func queryRequirements(c *collector, usedBy, typ, params string) {
 	if !ok {
 		return
 	}
-	for _, part := range strings.Split(q, "&") {
+	parts := strings.Split(q, "&")
+	// A system search restricted by _type needs its parameters on those types.
+	types := []string{typ}
+	if typ == "" {
+		for _, part := range parts {
+			if v, ok := strings.CutPrefix(part, "_type="); ok && !strings.Contains(v, "${") {
+				types = strings.Split(v, ",")
+				for _, t := range types {
+					c.add("resource", t, "", usedBy)
+				}
+			}
+		}
+	}
+	for _, part := range parts {
 		k, v, _ := strings.Cut(part, "=")
-		if k == "" {
+		if k == "" || k == "_type" {
 			continue
 		}
 		if k == "_include" || k == "_revinclude" {
@@ -301,7 +314,9 @@ func queryRequirements(c *collector, usedBy, typ, params string) {
 		if resultParams[name] || strings.Contains(name, "${") {
 			continue
 		}
-		c.add("searchParam", typ, name, usedBy)
+		for _, t := range types {
+			c.add("searchParam", t, name, usedBy)
+		}
 	}
 }
 

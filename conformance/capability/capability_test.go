@@ -33,6 +33,7 @@ const script = `{
     {"operation": {"method": "get", "url": "Encounter?status=finished", "encodeRequestUrl": false}},
     {"operation": {"method": "post", "url": "$process-message", "sourceId": "bundle", "encodeRequestUrl": false}},
     {"operation": {"method": "get", "url": "NotAType/1", "encodeRequestUrl": false}},
+    {"operation": {"type": {"code": "search"}, "params": "?_type=Patient,Encounter&_id=1", "encodeRequestUrl": false}},
     {"operation": {"type": {"code": "search"}, "resource": "Patient", "params": "?bogus=1", "encodeRequestUrl": false}},
     {"assert": {"response": "bad", "warningOnly": false}},
     {"operation": {"type": {"code": "search"}, "resource": "Patient", "params": "?birthdate=x", "encodeRequestUrl": false}},
@@ -79,6 +80,7 @@ func TestRequirements(t *testing.T) {
 		"interaction delete on Patient",
 		"interaction history-instance on Patient",
 		"interaction read on Patient",
+		"interaction search-system on system",
 		"interaction search-type on Encounter",
 		"interaction search-type on Observation",
 		"interaction search-type on Patient",
@@ -89,6 +91,7 @@ func TestRequirements(t *testing.T) {
 		"resource type Encounter",
 		"resource type Observation",
 		"resource type Patient",
+		"search parameter _id on Encounter",
 		"search parameter _id on Patient",
 		"search parameter code on Observation",
 		"search parameter status on Encounter",
@@ -104,7 +107,7 @@ const fullCapability = `{
   "resourceType": "CapabilityStatement",
   "rest": [{
     "mode": "server",
-    "interaction": [{"code": "transaction"}, {"code": "batch"}],
+    "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "search-system"}],
     "searchParam": [{"name": "_id", "type": "token"}],
     "operation": [{"name": "process-message", "definition": "http://hl7.org/fhir/OperationDefinition/MessageHeader-process-message"}],
     "resource": [
@@ -115,7 +118,7 @@ const fullCapability = `{
       {"type": "Observation", "interaction": [{"code": "create"}, {"code": "delete"}, {"code": "search-type"}],
        "searchParam": [{"name": "subject", "type": "reference"}, {"name": "code", "type": "token"}],
        "searchInclude": ["*"]},
-      {"type": "Encounter", "interaction": [{"code": "search-type"}], "searchParam": [{"name": "status", "type": "token"}]}
+      {"type": "Encounter", "interaction": [{"code": "search-type"}], "searchParam": [{"name": "status", "type": "token"}, {"name": "_id", "type": "token"}]}
     ]
   }]
 }`
@@ -135,7 +138,7 @@ func TestMissing(t *testing.T) {
 		want   []string
 	}{
 		{"no Encounter", func(cs map[string]any) { drop(cs, "Encounter") }, []string{
-			"interaction search-type on Encounter", "resource type Encounter", "search parameter status on Encounter"}},
+			"interaction search-type on Encounter", "resource type Encounter", "search parameter _id on Encounter", "search parameter status on Encounter"}},
 		{"no vread, no revinclude", func(cs map[string]any) {
 			p := res(cs, "Patient")
 			p["interaction"] = p["interaction"].([]any)[:2]
@@ -151,7 +154,7 @@ func TestMissing(t *testing.T) {
 			rest := cs["rest"].([]any)[0].(map[string]any)
 			delete(rest, "operation")
 			rest["interaction"] = []any{map[string]any{"code": "batch"}}
-		}, []string{"interaction transaction on system", "operation $process-message on system"}},
+		}, []string{"interaction search-system on system", "interaction transaction on system", "operation $process-message on system"}},
 		{"search parameter and include", func(cs map[string]any) {
 			o := res(cs, "Observation")
 			o["searchParam"] = o["searchParam"].([]any)[:1]
