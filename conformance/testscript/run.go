@@ -139,6 +139,10 @@ func (r *Runner) Run(ctx context.Context, s *Script) *ScriptResult {
 		ts := time.Now()
 		if setupErr != "" {
 			tr.Status, tr.Message = Fail, "setup failed: "+setupErr
+			// The setup action that failed is this test's failure, for the reports.
+			if n := len(res.Setup); n > 0 {
+				tr.Actions = []ActionResult{res.Setup[n-1]}
+			}
 		} else if msg := st.actions(ctx, fmt.Sprintf("TestScript.test[%d]", i), t.Action, &tr.Actions); msg != "" {
 			tr.Status, tr.Message = Fail, msg
 			if f := tr.Failure(); f != nil && f.Status == Errored {

@@ -441,6 +441,9 @@ func TestSetupFailureFailsEveryTestAndTeardownRuns(t *testing.T) {
 		if tr.Status != Fail || !strings.Contains(tr.Message, "setup failed") || !strings.Contains(tr.Message, "TestScript.setup.action[2].assert") {
 			t.Errorf("test %s: %s %q", tr.Name, tr.Status, tr.Message)
 		}
+		if f := tr.Failure(); f == nil || f.Path != "TestScript.setup.action[2].assert" || f.Actual != "500" || f.Exchange == nil {
+			t.Errorf("test %s: failure %+v", tr.Name, f)
+		}
 	}
 	var got []string
 	for _, r := range f.requests() {
