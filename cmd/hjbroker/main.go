@@ -39,7 +39,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServeCmd(), newFHIRPathCmd(), newValidateCmd(), newTokenCmd(), newAuditCmd(),
-		newConfigCmd(), newReplayCmd(), newSpineSimCmd())
+		newConfigCmd(), newReplayCmd(), newSpineSimCmd(), newConformanceCmd())
 	root.AddCommand(newDemoCmd())
 	return root
 }
