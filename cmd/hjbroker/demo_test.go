@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -60,6 +61,9 @@ func TestDemoCommandPrintsTheTimeline(t *testing.T) {
 		"xx withheld   Flag/",
 		"route probation-referral-flags, purpose COC; ",
 		"Anytown Magistrates' Court                   received 1",
+		// The court's access explained before and after the person's consent.
+		"$access-check, court for HLEGAL: Composition withheld: ",
+		"$access-check, court for HLEGAL: Composition shared: consent Consent/",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the timeline lacks %q", want)
@@ -136,5 +140,19 @@ func TestDemoCommandJSON(t *testing.T) {
 	}
 	if tl.Patient == "" || tl.Summary.Delivered == 0 || tl.Summary.Withheld == 0 {
 		t.Errorf("summary %+v, patient %q", tl.Summary, tl.Patient)
+	}
+}
+
+func TestDemoCommandVerbose(t *testing.T) {
+	out, _, err := runDemo(t, "--verbose")
+	if err != nil {
+		t.Fatalf("hjbroker demo --verbose: %v\n%s", err, out)
+	}
+	// Every delivery on its own with its id and attempts, and ids whole.
+	if !regexp.MustCompile(`delivery [0-9a-f-]{36}, 1 attempt\(s\), received by the agency: true`).MatchString(out) {
+		t.Errorf("no delivery ids in the verbose timeline:\n%s", out)
+	}
+	if !regexp.MustCompile(`stored    Encounter/[0-9a-f-]{36} v1`).MatchString(out) {
+		t.Errorf("ids are shortened in the verbose timeline:\n%s", out)
 	}
 }
