@@ -2,6 +2,7 @@ package demo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -138,6 +139,36 @@ func TestTimelineGroupsDeliveriesThatWentTheSameWay(t *testing.T) {
 	for _, want := range []string{"-> delivered  2 Observation, 1 Condition to  (ld)", "xx withheld   Flag/f v1 to  (prob)", "r-prob, purpose ; sharing rule"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("text lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// When the first step fails, the steps that build on it are skipped as problems, not run on
+// nothing; the run still ends and says why.
+func TestStorySkipsWhatAFailedStepLeftUndone(t *testing.T) {
+	ctx := context.Background()
+	ip, err := startInProcess(ctx, Options{Wait: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ip.close()
+	mint := ip.env.Token
+	ip.env.Token = func(ctx context.Context, client string) (string, error) {
+		if client == "custody-hcp" {
+			return "", errors.New("the token service is down")
+		}
+		return mint(ctx, client)
+	}
+	tl, err := Story(ctx, ip.env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tl.OK() || !strings.Contains(tl.Problems[0], "getting an access token for custody-hcp: the token service is down") {
+		t.Fatalf("problems: %q", tl.Problems)
+	}
+	for _, s := range tl.Steps[1:] {
+		if !strings.HasPrefix(s.Skipped, "cannot run: an earlier step did not record the ") {
+			t.Errorf("step %d %q ran without its prerequisites: skipped %q, actions %v", s.N, s.Title, s.Skipped, s.Actions)
 		}
 	}
 }

@@ -54,6 +54,18 @@ type ids struct {
 	patient, encounter, assessment, referral, task, report string
 }
 
+// lacking names the first of the required results ("patient,task") the run does not have.
+func (r *runner) lacking(required string) string {
+	have := map[string]string{"patient": r.ids.patient, "encounter": r.ids.encounter, "assessment": r.ids.assessment,
+		"task": r.ids.task, "report": r.ids.report}
+	for _, name := range strings.Split(required, ",") {
+		if v, known := have[name]; name != "" && (!known || v == "") {
+			return name
+		}
+	}
+	return ""
+}
+
 // has reports whether the broker offers an operation ("Patient/$summary", "$ingest-clinical-entries").
 func (r *runner) has(op string) bool { return r.ops[op] }
 
@@ -92,6 +104,9 @@ func Story(ctx context.Context, env Env) (*Timeline, error) {
 		r.begin(st)
 		if st.needs != "" && !r.ops[st.needs] {
 			r.step.Skipped = fmt.Sprintf("not available in this build (the broker does not offer %s)", st.needs)
+		} else if lack := r.lacking(st.requires); lack != "" {
+			r.step.Skipped = fmt.Sprintf("cannot run: an earlier step did not record the %s", lack)
+			r.problem("skipped: no %s to work on", lack)
 		} else if err := st.run(ctx, r); err != nil && !errors.Is(err, errStep) {
 			r.problem("%v", err)
 		}
@@ -105,6 +120,9 @@ func Story(ctx context.Context, env Env) (*Timeline, error) {
 // scene is one step of the story.
 type scene struct {
 	stage, title, client string
+	// requires names the earlier results the step works on ("patient,encounter"): without
+	// them it is skipped as a problem rather than run on nothing.
+	requires string
 	// needs names an operation ("Patient/$summary") without which the step is skipped;
 	// without names one whose presence leaves the step out (it is the way without it).
 	needs, without string
