@@ -15,7 +15,6 @@ const (
 	sysNHS       = "https://fhir.nhs.uk/Id/nhs-number"
 	sysODS       = "https://fhir.nhs.uk/Id/ods-organization-code"
 	sysSNOMED    = "http://snomed.info/sct"
-	sysLOINC     = "http://loinc.org"
 	sysDocType   = "https://hjbroker.dev/fhir/CodeSystem/document-type"
 	sysFlagBaRS  = "https://fhir.nhs.uk/CodeSystem/flag-categories-bars"
 	sysActReason = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
