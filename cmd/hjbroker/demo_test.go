@@ -156,3 +156,14 @@ func TestDemoCommandVerbose(t *testing.T) {
 		t.Errorf("ids are shortened in the verbose timeline:\n%s", out)
 	}
 }
+
+func TestDemoCommandRefusesABadWait(t *testing.T) {
+	for _, w := range []string{"0s", "-1s"} {
+		if _, _, err := runDemo(t, "--wait", w); err == nil || !strings.Contains(err.Error(), "--wait must be a positive duration") {
+			t.Errorf("--wait %s: %v", w, err)
+		}
+	}
+	if _, _, err := runDemo(t, "--wait", "soon"); err == nil {
+		t.Error("--wait soon was accepted")
+	}
+}
