@@ -226,7 +226,7 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 	if n.routing, err = newRouting(ctx, n, cfg, fp, params); err != nil {
 		return nil, err
 	}
-	n.Engine, err = engine.New(engine.Config{
+	ec := engine.Config{
 		Store:      n.Store,
 		Checker:    checker,
 		Indexer:    index.New(params, fp),
@@ -248,8 +248,11 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 		AfterCommit: n.routing.afterCommit,
 		Searches:    map[string]engine.Operation{"AuditEvent": auditSearch(n.Audit)},
 		Checks:      []func(string, map[string]any) []outcome.Issue{consentCheck},
-	})
-	if err != nil {
+	}
+	if err := n.withConformance(&ec, val); err != nil {
+		return nil, err
+	}
+	if n.Engine, err = engine.New(ec); err != nil {
 		return nil, err
 	}
 	n.recorder = audit.NewRecorder(n.Audit, audit.RecorderOptions{OnError: func(err error) {

@@ -76,6 +76,16 @@ type Config struct {
 	Security map[string]any
 	// Operations adds named operations, keyed by operationKey ("Patient/{id}/$access-check").
 	Operations map[string]Operation
+	// OperationDefinitions define the operations served (broker/engine/opdefs): each is
+	// matched to an operation by code, level and resource, named in the CapabilityStatement
+	// and served at OperationDefinition/{id}.
+	OperationDefinitions []map[string]any
+	// SupportedProfiles lists, per resource type, the profiles the validator knows, for
+	// CapabilityStatement.rest.resource.supportedProfile.
+	SupportedProfiles map[string][]string
+	// Capabilities, when set, supplies the CapabilityStatements restricted to one agency or
+	// client, served at CapabilityStatement/{id}.
+	Capabilities CapabilityViews
 	// Searches serves type-level searches of types kept outside the resource store
 	// (AuditEvent from the audit trail).
 	Searches map[string]Operation
@@ -102,8 +112,11 @@ type Config struct {
 type Engine struct {
 	cfg     Config
 	started time.Time
-	// capCache holds the encoded CapabilityStatement per base URL.
+	// capCache holds the server's CapabilityStatement (capEntry) per base URL.
 	capCache sync.Map
+	// ops are the operations served; opdefs their definitions, encoded, by id.
+	ops    []OperationInfo
+	opdefs map[string][]byte
 }
 
 // New returns an engine; missing optional dependencies get defaults.
@@ -149,7 +162,11 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Software == "" {
 		cfg.Software = "hjbroker"
 	}
-	return &Engine{cfg: cfg, started: cfg.Clock()}, nil
+	defs, err := indexDefinitions(cfg.OperationDefinitions)
+	if err != nil {
+		return nil, err
+	}
+	return &Engine{cfg: cfg, started: cfg.Clock(), ops: servedOperations(cfg), opdefs: defs}, nil
 }
 
 // Limits returns the limits in force.
@@ -267,6 +284,9 @@ func (e *Engine) dispatch(ctx context.Context, req *Request) (*Response, error) 
 	}
 	notAllowed := func(what string) (*Response, error) {
 		return &Response{Interaction: what}, outcome.New(http.StatusMethodNotAllowed, "not-supported", "%s is not supported on %s", m, "/"+path)
+	}
+	if len(seg) > 0 && conformanceTypes[seg[0]] && !strings.HasPrefix(seg[len(seg)-1], "$") {
+		return e.conformance(ctx, req, seg)
 	}
 	if err := e.authorize(req, seg); err != nil {
 		return &Response{Interaction: "authorization"}, err
