@@ -221,12 +221,16 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 		return nil, err
 	}
 	pol := policy.New(n.Config, nil)
+	conf, err := n.conformance(val, smartSecurity(cfg.PublicBase))
+	if err != nil {
+		return nil, err
+	}
 	n.Audit = audit.NewTrail(n.Store)
 	n.Registry = prometheus.NewRegistry()
 	if n.routing, err = newRouting(ctx, n, cfg, fp, params); err != nil {
 		return nil, err
 	}
-	ec := engine.Config{
+	n.Engine, err = engine.New(engine.Config{
 		Store:      n.Store,
 		Checker:    checker,
 		Indexer:    index.New(params, fp),
@@ -248,11 +252,10 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 		AfterCommit: n.routing.afterCommit,
 		Searches:    map[string]engine.Operation{"AuditEvent": auditSearch(n.Audit)},
 		Checks:      []func(string, map[string]any) []outcome.Issue{consentCheck},
-	}
-	if err := n.withConformance(&ec, val); err != nil {
-		return nil, err
-	}
-	if n.Engine, err = engine.New(ec); err != nil {
+		// What the CapabilityStatements are made of besides the engine (capability.go).
+		OperationDefinitions: conf.definitions, SupportedProfiles: conf.profiles, Capabilities: conf.views,
+	})
+	if err != nil {
 		return nil, err
 	}
 	n.recorder = audit.NewRecorder(n.Audit, audit.RecorderOptions{OnError: func(err error) {

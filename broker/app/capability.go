@@ -11,17 +11,26 @@ import (
 	"github.com/hjbroker/hjbroker/profiles/validate"
 )
 
-// withConformance adds to an engine configuration what the CapabilityStatements are made of
-// besides the engine itself: the OperationDefinitions (broker/engine/opdefs), the UK Core
-// profiles the validator knows, per type, and the per-agency statements.
-func (n *Node) withConformance(ec *engine.Config, val *validate.Validator) error {
+// conformanceParts are what the CapabilityStatements are made of besides the engine itself.
+type conformanceParts struct {
+	// definitions are the OperationDefinitions (broker/engine/opdefs).
+	definitions []map[string]any
+	// profiles are the UK Core profiles the validator knows, per type.
+	profiles map[string][]string
+	// views are the per-agency and per-client statements.
+	views engine.CapabilityViews
+}
+
+// conformance gathers them; security is the server's rest.security, which the per-agency
+// statements extend. It needs the agency configuration and the authenticator.
+func (n *Node) conformance(val *validate.Validator, security map[string]any) (*conformanceParts, error) {
 	defs, err := opdefs.All()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	d, err := validate.LoadFS(ukcore.FS())
 	if err != nil {
-		return fmt.Errorf("reading the UK Core profiles: %w", err)
+		return nil, fmt.Errorf("reading the UK Core profiles: %w", err)
 	}
 	byType := map[string][]string{}
 	for _, p := range d.Profiles {
@@ -32,8 +41,5 @@ func (n *Node) withConformance(ec *engine.Config, val *validate.Validator) error
 	for _, l := range byType {
 		sort.Strings(l)
 	}
-	ec.OperationDefinitions = defs
-	ec.SupportedProfiles = byType
-	ec.Capabilities = capability.New(n.Config, n.Auth.Registry(), ec.Security)
-	return nil
+	return &conformanceParts{definitions: defs, profiles: byType, views: capability.New(n.Config, n.Auth.Registry(), security)}, nil
 }
