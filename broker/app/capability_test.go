@@ -11,6 +11,7 @@ import (
 	"github.com/hjbroker/hjbroker/broker/app"
 	"github.com/hjbroker/hjbroker/broker/app/apptest"
 	"github.com/hjbroker/hjbroker/broker/config"
+	"github.com/hjbroker/hjbroker/broker/engine"
 	"github.com/hjbroker/hjbroker/broker/engine/opdefs"
 	"github.com/hjbroker/hjbroker/broker/store/storetest"
 	"github.com/hjbroker/hjbroker/profiles/fhirpath"
@@ -58,6 +59,16 @@ func TestEveryOperationHasADefinition(t *testing.T) {
 		if op.Definition == "" {
 			t.Errorf("operation %s has no OperationDefinition: add broker/engine/opdefs/<id>.json with code %q "+
 				"(system, type or instance set to match, resource naming its type)", op.Key(), op.Name)
+		}
+	}
+	// And no definition describes an operation the broker does not serve.
+	defs, err := opdefs.All()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range defs {
+		if !slices.ContainsFunc(ops, func(o engine.OperationInfo) bool { return o.Definition == d["url"] }) {
+			t.Errorf("OperationDefinition %s defines no operation the broker serves", d["id"])
 		}
 	}
 }
