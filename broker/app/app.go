@@ -19,6 +19,7 @@ import (
 	"github.com/hjbroker/hjbroker/broker/access"
 	"github.com/hjbroker/hjbroker/broker/audit"
 	"github.com/hjbroker/hjbroker/broker/auth"
+	"github.com/hjbroker/hjbroker/broker/capability"
 	"github.com/hjbroker/hjbroker/broker/config"
 	"github.com/hjbroker/hjbroker/broker/delivery"
 	"github.com/hjbroker/hjbroker/broker/engine"
@@ -208,6 +209,10 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	conf, err := conformance(val)
+	if err != nil {
+		return nil, err
+	}
 	for _, p := range cfg.AllowedProfiles {
 		if !val.Known(p) {
 			return nil, fmt.Errorf("allowed profile %s is not known to the validator", p)
@@ -221,10 +226,6 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 		return nil, err
 	}
 	pol := policy.New(n.Config, nil)
-	conf, err := n.conformance(val, smartSecurity(cfg.PublicBase))
-	if err != nil {
-		return nil, err
-	}
 	n.Audit = audit.NewTrail(n.Store)
 	n.Registry = prometheus.NewRegistry()
 	if n.routing, err = newRouting(ctx, n, cfg, fp, params); err != nil {
@@ -253,7 +254,8 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 		Searches:    map[string]engine.Operation{"AuditEvent": auditSearch(n.Audit)},
 		Checks:      []func(string, map[string]any) []outcome.Issue{consentCheck},
 		// What the CapabilityStatements are made of besides the engine (capability.go).
-		OperationDefinitions: conf.definitions, SupportedProfiles: conf.profiles, Capabilities: conf.views,
+		OperationDefinitions: conf.definitions, SupportedProfiles: conf.profiles,
+		Capabilities: capability.New(n.Config, n.Auth.Registry(), smartSecurity(cfg.PublicBase)),
 	})
 	if err != nil {
 		return nil, err

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/hjbroker/hjbroker/broker/capability"
-	"github.com/hjbroker/hjbroker/broker/engine"
 	"github.com/hjbroker/hjbroker/broker/engine/opdefs"
 	"github.com/hjbroker/hjbroker/profiles/ukcore"
 	"github.com/hjbroker/hjbroker/profiles/validate"
@@ -17,13 +15,11 @@ type conformanceParts struct {
 	definitions []map[string]any
 	// profiles are the UK Core profiles the validator knows, per type.
 	profiles map[string][]string
-	// views are the per-agency and per-client statements.
-	views engine.CapabilityViews
 }
 
-// conformance gathers them; security is the server's rest.security, which the per-agency
-// statements extend. It needs the agency configuration and the authenticator.
-func (n *Node) conformance(val *validate.Validator, security map[string]any) (*conformanceParts, error) {
+// conformance gathers them. The per-agency statements (broker/capability) are built in New
+// from the configuration and the authenticator.
+func conformance(val *validate.Validator) (*conformanceParts, error) {
 	defs, err := opdefs.All()
 	if err != nil {
 		return nil, err
@@ -41,5 +37,5 @@ func (n *Node) conformance(val *validate.Validator, security map[string]any) (*c
 	for _, l := range byType {
 		sort.Strings(l)
 	}
-	return &conformanceParts{definitions: defs, profiles: byType, views: capability.New(n.Config, n.Auth.Registry(), security)}, nil
+	return &conformanceParts{definitions: defs, profiles: byType}, nil
 }
