@@ -241,6 +241,9 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 		Limits:     limits,
 		Software:   "hjbroker",
 		Version:    Version,
+		// What the CapabilityStatements are made of besides the engine (capability.go).
+		OperationDefinitions: conf.definitions, SupportedProfiles: conf.profiles,
+		Capabilities: capability.New(n.Config, n.Auth.Registry(), smartSecurity(cfg.PublicBase)),
 		Validator:  val,
 		Validation: engine.Validation{Mode: cfg.Validation, AllowedProfiles: cfg.AllowedProfiles},
 		Discloser:  access.New(pol, n.Store, params),
@@ -253,9 +256,6 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 		AfterCommit: n.routing.afterCommit,
 		Searches:    map[string]engine.Operation{"AuditEvent": auditSearch(n.Audit)},
 		Checks:      []func(string, map[string]any) []outcome.Issue{consentCheck},
-		// What the CapabilityStatements are made of besides the engine (capability.go).
-		OperationDefinitions: conf.definitions, SupportedProfiles: conf.profiles,
-		Capabilities: capability.New(n.Config, n.Auth.Registry(), smartSecurity(cfg.PublicBase)),
 	})
 	if err != nil {
 		return nil, err
