@@ -241,9 +241,7 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 		Limits:     limits,
 		Software:   "hjbroker",
 		Version:    Version,
-		// What the CapabilityStatements are made of besides the engine (capability.go).
-		OperationDefinitions: conf.definitions, SupportedProfiles: conf.profiles,
-		Capabilities: capability.New(n.Config, n.Auth.Registry(), smartSecurity(cfg.PublicBase)),
+		Capability: conf.withViews(capability.New(n.Config, n.Auth.Registry(), smartSecurity(cfg.PublicBase))),
 		Validator:  val,
 		Validation: engine.Validation{Mode: cfg.Validation, AllowedProfiles: cfg.AllowedProfiles},
 		Discloser:  access.New(pol, n.Store, params),

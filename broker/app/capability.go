@@ -4,21 +4,18 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/hjbroker/hjbroker/broker/engine"
 	"github.com/hjbroker/hjbroker/broker/engine/opdefs"
 	"github.com/hjbroker/hjbroker/profiles/ukcore"
 	"github.com/hjbroker/hjbroker/profiles/validate"
 )
 
-// conformanceParts are what the CapabilityStatements are made of besides the engine itself.
-type conformanceParts struct {
-	// definitions are the OperationDefinitions (broker/engine/opdefs).
-	definitions []map[string]any
-	// profiles are the UK Core profiles the validator knows, per type.
-	profiles map[string][]string
-}
+// conformanceParts gathers what the CapabilityStatements are made of besides the engine: the
+// OperationDefinitions (broker/engine/opdefs) and the UK Core profiles the validator knows,
+// per type. The per-agency statements (broker/capability) are added in New, once the
+// authenticator exists.
+type conformanceParts engine.CapabilityConfig
 
-// conformance gathers them. The per-agency statements (broker/capability) are built in New
-// from the configuration and the authenticator.
 func conformance(val *validate.Validator) (*conformanceParts, error) {
 	defs, err := opdefs.All()
 	if err != nil {
@@ -37,5 +34,12 @@ func conformance(val *validate.Validator) (*conformanceParts, error) {
 	for _, l := range byType {
 		sort.Strings(l)
 	}
-	return &conformanceParts{definitions: defs, profiles: byType}, nil
+	return &conformanceParts{OperationDefinitions: defs, SupportedProfiles: byType}, nil
+}
+
+// withViews completes the configuration with the per-agency statements.
+func (c *conformanceParts) withViews(v engine.CapabilityViews) engine.CapabilityConfig {
+	cc := engine.CapabilityConfig(*c)
+	cc.Views = v
+	return cc
 }

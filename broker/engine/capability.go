@@ -22,6 +22,20 @@ type Scopes interface {
 	Allows(resourceType string, perm byte) bool
 }
 
+// CapabilityConfig is what the CapabilityStatements are made of besides the engine itself.
+type CapabilityConfig struct {
+	// OperationDefinitions define the operations served (broker/engine/opdefs): each is
+	// matched to an operation by code, level and resource, named in the CapabilityStatement
+	// and served at OperationDefinition/{id}.
+	OperationDefinitions []map[string]any
+	// SupportedProfiles lists, per resource type, the profiles the validator knows, for
+	// CapabilityStatement.rest.resource.supportedProfile.
+	SupportedProfiles map[string][]string
+	// Views, when set, supplies the CapabilityStatements restricted to one agency or client,
+	// served at CapabilityStatement/{id}.
+	Views CapabilityViews
+}
+
 // CapabilityView restricts the server's CapabilityStatement to what one agency or client may
 // do. The interactions listed follow from Scopes exactly as the engine enforces them, so a
 // listed interaction is never refused for want of scope and an omitted one always is.
@@ -161,7 +175,7 @@ func (e *Engine) resourceCapability(t string, types []string, scopes Scopes, v *
 		"versioning":      "versioned-update",
 		"referencePolicy": []any{"literal", "logical"},
 	}
-	if sp := e.cfg.SupportedProfiles[t]; len(sp) > 0 {
+	if sp := e.cfg.Capability.SupportedProfiles[t]; len(sp) > 0 {
 		l := make([]any, len(sp))
 		for i, p := range sp {
 			l[i] = p
@@ -295,7 +309,7 @@ func (e *Engine) restElement(resources []any, scopes Scopes, v *CapabilityView) 
 		"interaction": inter,
 	}
 	doc := "Batch and transaction entries are each checked against the client's scopes. $validate needs no scope."
-	if e.cfg.Capabilities != nil && v == nil {
+	if e.cfg.Capability.Views != nil && v == nil {
 		doc += " What one agency or client may do is described by its own CapabilityStatement: " +
 			"CapabilityStatement/agency-{id} and CapabilityStatement/client-{id} (GET CapabilityStatement lists those the caller may read)."
 	}

@@ -53,7 +53,7 @@ func servedOperations(cfg Config) []OperationInfo {
 		ops = append(ops, parseOperationKey(key))
 	}
 	for i := range ops {
-		if d := matchDefinition(cfg.OperationDefinitions, ops[i]); d != nil {
+		if d := matchDefinition(cfg.Capability.OperationDefinitions, ops[i]); d != nil {
 			ops[i].Definition, _ = d["url"].(string)
 		}
 	}
@@ -170,10 +170,10 @@ func (e *Engine) conformanceRead(req *Request, typ, id string) ([]byte, error) {
 		_, b := e.serverCapability(req.Base)
 		return b, nil
 	}
-	if e.cfg.Capabilities == nil {
+	if e.cfg.Capability.Views == nil {
 		return nil, errNotFound(typ, id)
 	}
-	v, err := e.cfg.Capabilities.View(req.Access, id)
+	v, err := e.cfg.Capability.Views.View(req.Access, id)
 	if err != nil {
 		return nil, err
 	}
@@ -196,8 +196,8 @@ func (e *Engine) conformanceCandidates(req *Request, typ string) []*store.Resour
 	}
 	_, b := e.serverCapability(req.Base)
 	out = append(out, &store.Resource{Type: typ, ID: ServerCapabilityID, Body: b})
-	if e.cfg.Capabilities != nil {
-		for _, v := range e.cfg.Capabilities.Views(req.Access) {
+	if e.cfg.Capability.Views != nil {
+		for _, v := range e.cfg.Capability.Views.Views(req.Access) {
 			out = append(out, &store.Resource{Type: typ, ID: v.ID, Body: resource.Encode(e.buildCapabilities(req.Base, &v))})
 		}
 	}

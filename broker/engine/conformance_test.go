@@ -17,7 +17,7 @@ func TestServedOperationsMatchDefinitions(t *testing.T) {
 			"type": true, "resource": []any{"Encounter"}},
 		{"resourceType": "OperationDefinition", "id": "ingest", "url": "u/ingest", "code": "ingest", "system": true},
 	}
-	cfg := Config{OperationDefinitions: defs, Operations: map[string]Operation{
+	cfg := Config{Capability: CapabilityConfig{OperationDefinitions: defs}, Operations: map[string]Operation{
 		OperationKey("Patient", true, "summary"):     op,
 		OperationKey("Encounter", true, "handback"):  op,
 		OperationKey("", false, "ingest"):            op,

@@ -76,16 +76,8 @@ type Config struct {
 	Security map[string]any
 	// Operations adds named operations, keyed by operationKey ("Patient/{id}/$access-check").
 	Operations map[string]Operation
-	// OperationDefinitions define the operations served (broker/engine/opdefs): each is
-	// matched to an operation by code, level and resource, named in the CapabilityStatement
-	// and served at OperationDefinition/{id}.
-	OperationDefinitions []map[string]any
-	// SupportedProfiles lists, per resource type, the profiles the validator knows, for
-	// CapabilityStatement.rest.resource.supportedProfile.
-	SupportedProfiles map[string][]string
-	// Capabilities, when set, supplies the CapabilityStatements restricted to one agency or
-	// client, served at CapabilityStatement/{id}.
-	Capabilities CapabilityViews
+	// Capability is what the CapabilityStatements are made of besides the engine itself.
+	Capability CapabilityConfig
 	// Searches serves type-level searches of types kept outside the resource store
 	// (AuditEvent from the audit trail).
 	Searches map[string]Operation
@@ -162,7 +154,7 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Software == "" {
 		cfg.Software = "hjbroker"
 	}
-	defs, err := indexDefinitions(cfg.OperationDefinitions)
+	defs, err := indexDefinitions(cfg.Capability.OperationDefinitions)
 	if err != nil {
 		return nil, err
 	}
