@@ -67,6 +67,8 @@ type Config struct {
 	RedisURL, RedisPrefix string
 	// Routing tunes delivery retries, leases and concurrency.
 	Routing RoutingOptions
+	// Spine connects the PDS fallback and $summary (HJB_SPINE_*); off without a URL.
+	Spine SpineOptions
 }
 
 // FromEnv fills unset fields from HJB_* environment variables.
@@ -84,6 +86,9 @@ func (c *Config) FromEnv() error {
 	str(&c.RedisURL, "HJB_REDIS_URL")
 	str(&c.RedisPrefix, "HJB_REDIS_PREFIX")
 	if err := c.Routing.fromEnv(); err != nil {
+		return err
+	}
+	if err := c.Spine.fromEnv(); err != nil {
 		return err
 	}
 	if v := os.Getenv("HJB_ALLOWED_PROFILES"); v != "" && len(c.AllowedProfiles) == 0 {
@@ -138,6 +143,7 @@ type Node struct {
 	recorder *audit.Recorder
 	tracer   *tracing.Tracer
 	routing  *routingParts
+	docs     *documentOps
 	cfg      Config
 	closers  []func() error
 }
@@ -226,6 +232,11 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 		return nil, err
 	}
 	pol := policy.New(n.Config, nil)
+	sp, err := newSpine(cfg.Spine, n, pol)
+	if err != nil {
+		return nil, err
+	}
+	n.docs = newDocumentOps(n, pol, delivery.FromStore(n.Store, params))
 	n.Audit = audit.NewTrail(n.Store)
 	n.Registry = prometheus.NewRegistry()
 	if n.routing, err = newRouting(ctx, n, cfg, fp, params); err != nil {
@@ -246,10 +257,11 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 		Validation: engine.Validation{Mode: cfg.Validation, AllowedProfiles: cfg.AllowedProfiles},
 		Discloser:  access.New(pol, n.Store, params),
 		Security:   smartSecurity(cfg.PublicBase),
-		Operations: map[string]engine.Operation{
+		Operations: sp.operations(mergeOps(map[string]engine.Operation{
 			engine.OperationKey("Patient", true, "access-check"): accessCheck(n.Config, pol, n.Store),
 			engine.OperationKey("", false, "process-message"):    processMessage(n),
-		},
+		}, n.docs.operations())),
+		Resolvers:   sp.resolvers(),
 		OnWrite:     n.routing.onWrite,
 		AfterCommit: n.routing.afterCommit,
 		Searches:    map[string]engine.Operation{"AuditEvent": auditSearch(n.Audit)},
@@ -283,7 +295,7 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 	}
 	n.Registry.MustRegister(sec.BreakGlass, sec.Denials)
 	hc := httpapi.Config{Engine: n.Engine, Ready: n.Store, Logger: cfg.Logger, Registry: n.Registry, PublicBase: cfg.PublicBase, Security: sec,
-		Admin: n.routing.admin}
+		Admin: n.routing.admin, Renderings: renderingOps}
 	if cfg.OTLPEndpoint != "" {
 		if n.tracer, err = tracing.New(ctx, cfg.OTLPEndpoint, "hjbroker", Version); err != nil {
 			return nil, err

@@ -86,6 +86,9 @@ type routingParts struct {
 	cfg    *config.Config
 	logger *zap.Logger
 
+	// transforms serve both the router's route checks and the delivery workers.
+	transforms *routing.Transforms
+
 	mu     sync.Mutex
 	cancel context.CancelFunc
 	done   sync.WaitGroup
@@ -104,13 +107,16 @@ func (c Config) baseURL() string {
 func newRouting(ctx context.Context, n *Node, cfg Config, fp *fhirpath.Engine, params search.Params) (*routingParts, error) {
 	log := cfg.Logger.Named("routing")
 	transforms := routing.NewTransforms()
+	if err := n.docs.register(transforms); err != nil {
+		return nil, err
+	}
 	router, err := routing.New(n.Config, fp, routing.WithTransforms(transforms), routing.WithErrorHandler(func(route string, err error) {
 		log.Warn("route criteria failed to evaluate; the route does not match", zap.String("route", route), zap.Error(err))
 	}))
 	if err != nil {
 		return nil, err
 	}
-	r := &routingParts{router: router, outbox: routing.NewOutbox(nil), log: delivery.NewLog(n.Store, nil), cfg: n.Config, logger: log}
+	r := &routingParts{router: router, transforms: transforms, outbox: routing.NewOutbox(nil), log: delivery.NewLog(n.Store, nil), cfg: n.Config, logger: log}
 	if cfg.RedisURL != "" {
 		opts, err := redis.ParseURL(cfg.RedisURL)
 		if err != nil {
@@ -166,7 +172,7 @@ func (r *routingParts) startWorkers(n *Node, cfg Config, params search.Params, r
 		poll = 25 * time.Millisecond
 	}
 	w, err := delivery.New(delivery.Options{
-		OnState: n.auditDelivery,
+		OnState: n.onDeliveryState,
 		Queue:   r.queue,
 		Store:   delivery.FromStore(n.Store, params),
 		Policy:  policy.New(n.Config, nil),
@@ -176,7 +182,7 @@ func (r *routingParts) startWorkers(n *Node, cfg Config, params search.Params, r
 			delivery.TypeFHIRMessage: delivery.NewFHIRMessage(delivery.MessageOptions{HTTPOptions: hopts, Source: base, SenderODS: senderODS, Software: "hjbroker", Version: Version}),
 			delivery.TypeRestHook:    delivery.NewRestHook(delivery.HookOptions{HTTPOptions: hopts, BaseURL: base}),
 		},
-		Transforms:    transformsFunc{t: routing.NewTransforms(), base: base},
+		Transforms:    transformsFunc{t: r.transforms, base: base},
 		Subscriptions: r.subs,
 		Log:           r.log,
 		Logger:        cfg.Logger,

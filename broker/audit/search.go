@@ -32,7 +32,7 @@ const (
 type Result struct {
 	// Total counts every matching event, not just this page.
 	Total int64
-	// Events are the AuditEvent resources, newest first, exactly as hashed.
+	// Events are the AuditEvent resources, newest first, rendered from the hashed records.
 	Events []json.RawMessage
 }
 
@@ -88,7 +88,11 @@ func (t *Trail) Search(ctx context.Context, f Filter) (Result, error) {
 		if err := rows.Scan(&body); err != nil {
 			return Result{}, fmt.Errorf("audit search: %w", err)
 		}
-		res.Events = append(res.Events, json.RawMessage(body))
+		ae, err := renderBody([]byte(body))
+		if err != nil {
+			return Result{}, fmt.Errorf("audit search: %w", err)
+		}
+		res.Events = append(res.Events, json.RawMessage(ae))
 	}
 	if err := rows.Err(); err != nil {
 		return Result{}, fmt.Errorf("audit search: %w", err)

@@ -11,7 +11,6 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/hjbroker/hjbroker/broker/resource"
 	"github.com/hjbroker/hjbroker/broker/store"
 )
 
@@ -21,7 +20,7 @@ const GenesisHash = "00000000000000000000000000000000000000000000000000000000000
 // Migrations returns the audit tables, for store.Options.Migrations.
 //
 // audit_events keeps the chain: hash = SHA-256(prev_hash bytes || body), where body is the
-// canonical JSON of the AuditEvent exactly as stored. audit_chain_head is a single row naming
+// event's compact record (record.go) exactly as stored; the AuditEvent is rendered from it. audit_chain_head is a single row naming
 // the last seq and hash; every append locks it, which keeps one linear chain however many
 // broker nodes write, and lets Verify notice rows deleted from the end.
 func Migrations() []store.Migration {
@@ -81,8 +80,8 @@ type prepared struct {
 	idx  indexFields
 }
 
-// prepare renders e as canonical AuditEvent JSON with a fresh id. It runs in the caller's
-// goroutine so the flusher only does database work.
+// prepare renders e as its stored record with a fresh id. It runs in the caller's goroutine
+// so the flusher only does database work.
 func prepare(e Event) (prepared, error) {
 	if err := e.check(); err != nil {
 		return prepared{}, err
@@ -90,17 +89,11 @@ func prepare(e Event) (prepared, error) {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
-	ae := ToAuditEvent(e)
-	ae["id"] = uuid.NewString()
-	body := resource.Encode(ae)
-	return prepared{body: body, idx: indexFields{
-		recorded: e.Time.UTC().Truncate(time.Microsecond).UnixMicro(),
-		action:   string(e.Action),
-		outcome:  outcomeCode(e),
-		client:   e.ClientID,
-		agency:   e.AgencyID,
-		patients: patientRefs(e.Patients),
-	}}, nil
+	body, err := encodeRecord(uuid.NewString(), e)
+	if err != nil {
+		return prepared{}, err
+	}
+	return prepared{body: body, idx: recordIndex(e)}, nil
 }
 
 // chainHash is SHA-256(prev || body) with prev decoded from hex.

@@ -2,14 +2,18 @@ package audit_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/hjbroker/hjbroker/broker/audit"
+	"github.com/hjbroker/hjbroker/broker/resource"
 	"github.com/hjbroker/hjbroker/broker/store"
 	"github.com/hjbroker/hjbroker/broker/store/storetest"
 )
@@ -90,14 +94,108 @@ func TestChainGrowsAndVerifies(t *testing.T) {
 		if prev != first.Head {
 			t.Fatalf("seq 2 links to %s, want seq 1's hash %s", prev, first.Head)
 		}
-		// The stored body is the canonical JSON of a valid AuditEvent.
+		// The stored body is the event's compact record; the trail serves it as the valid UK
+		// Core AuditEvent that ToAuditEvent renders from the same event, with the record's id.
+		if !strings.HasPrefix(body, `{"f":"hjbroker-audit/1"`) || len(body) > 600 {
+			t.Fatalf("stored body is not a compact record: %s", body)
+		}
+		res, err := tr.Search(ctx, audit.Filter{Client: "custody-hcp", Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Events) != 4 {
+			t.Fatalf("search found %d events, want 4", len(res.Events))
+		}
 		var ae map[string]any
-		if err := json.Unmarshal([]byte(body), &ae); err != nil {
+		if err := json.Unmarshal(res.Events[len(res.Events)-1], &ae); err != nil { // oldest last: event(1)
 			t.Fatal(err)
 		}
 		mustCheck(t, checker(t), ae)
-		if ae["id"] == "" || ae["id"] == nil {
-			t.Fatal("stored AuditEvent has no id")
+		id, _ := ae["id"].(string)
+		var first1 string
+		if err := s.DB().QueryRow(`SELECT body FROM audit_events WHERE seq = 1`).Scan(&first1); err != nil {
+			t.Fatal(err)
+		}
+		if id == "" || !strings.Contains(first1, `"id":"`+id+`"`) {
+			t.Fatalf("served AuditEvent id %q is not the stored record's (%s)", id, first1)
+		}
+		want := audit.ToAuditEvent(event(1))
+		want["id"] = id
+		if got, exp := canonical(t, ae), canonical(t, want); got != exp {
+			t.Fatalf("served AuditEvent differs from the event's rendering:\n got %s\nwant %s", got, exp)
+		}
+	})
+}
+
+// canonical re-encodes a decoded resource for comparison.
+func canonical(t *testing.T, m map[string]any) string {
+	t.Helper()
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = json.Marshal(v)
+	return string(b)
+}
+
+// Trails written before events were stored as compact records hold AuditEvent JSON bodies:
+// they still verify, search and detect edits.
+func TestLegacyAuditEventBodiesStillVerify(t *testing.T) {
+	eachBackend(t, func(t *testing.T, _ storetest.Backend, s *store.SQL) {
+		ctx := context.Background()
+		tr := audit.NewTrail(s)
+		if err := tr.Append(ctx, event(1)); err != nil {
+			t.Fatal(err)
+		}
+		// Write seq 2 as an earlier version did: the AuditEvent JSON itself is hashed.
+		var prev string
+		if err := s.DB().QueryRow(`SELECT hash FROM audit_chain_head WHERE id = 1`).Scan(&prev); err != nil {
+			t.Fatal(err)
+		}
+		e := event(2)
+		ae := audit.ToAuditEvent(e)
+		ae["id"] = "legacy-2"
+		body := string(resource.Encode(ae))
+		pb, _ := hex.DecodeString(prev)
+		h := sha256.Sum256(append(pb, body...))
+		hash := hex.EncodeToString(h[:])
+		for _, q := range []struct {
+			sql  string
+			args []any
+		}{
+			{`INSERT INTO audit_events (seq, recorded, action, outcome, client, agency, body, prev_hash, hash) VALUES (2, ?, 'read', '0', 'custody-hcp', 'custody', ?, ?, ?)`,
+				[]any{e.Time.UnixMicro(), body, prev, hash}},
+			{`INSERT INTO audit_event_patients (seq, patient) VALUES (2, 'Patient/p2')`, nil},
+			{`UPDATE audit_chain_head SET seq = 2, hash = ? WHERE id = 1`, []any{hash}},
+		} {
+			if _, err := s.DB().ExecContext(ctx, s.Rebind(q.sql), q.args...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := tr.Append(ctx, event(3)); err != nil {
+			t.Fatal(err)
+		}
+		mustVerifyOK(t, tr, 3)
+		res, err := tr.Search(ctx, audit.Filter{Patient: "Patient/p2"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Events) != 1 || string(res.Events[0]) != body {
+			t.Fatalf("legacy event served as %s, want it unchanged", res.Events)
+		}
+		if _, err := s.DB().ExecContext(ctx, `UPDATE audit_events SET body = REPLACE(body, '"custody-hcp"', '"someone-else"') WHERE seq = 2`); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := tr.Verify(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.OK || rep.Break == nil || rep.Break.Seq != 2 || rep.Break.Kind != audit.BreakContentChanged {
+			t.Fatalf("edited legacy body: %+v", rep.Break)
 		}
 	})
 }
@@ -128,7 +226,7 @@ func TestTamperingIsDetected(t *testing.T) {
 		kind   audit.BreakKind
 	}{
 		{"content edited", `UPDATE audit_events SET body = REPLACE(body, '"custody-hcp"', '"someone-else"') WHERE seq = ?`, 5, audit.BreakContentChanged},
-		{"content edited in last row", `UPDATE audit_events SET body = REPLACE(body, '"R"', '"C"') WHERE seq = ?`, n, audit.BreakContentChanged},
+		{"content edited in last row", `UPDATE audit_events SET body = REPLACE(body, '"action":"read"', '"action":"vread"') WHERE seq = ?`, n, audit.BreakContentChanged},
 		{"row deleted in the middle", `DELETE FROM audit_events WHERE seq = ?`, 5, audit.BreakRowMissing},
 		{"first row deleted", `DELETE FROM audit_events WHERE seq = ?`, 1, audit.BreakRowMissing},
 		{"last row deleted", `DELETE FROM audit_events WHERE seq = ?`, n, audit.BreakRowMissing},

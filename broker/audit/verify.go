@@ -89,7 +89,7 @@ func (t *Trail) Verify(ctx context.Context) (Report, error) {
 			switch {
 			case nextSeq == r.seq+1 && nextPrev == r.hash:
 				return &Break{Seq: r.seq, Kind: BreakContentChanged,
-					Detail: fmt.Sprintf("the AuditEvent hashes to %s, not the recorded %s", short(computed), short(r.hash))}
+					Detail: fmt.Sprintf("the stored event hashes to %s, not the recorded %s", short(computed), short(r.hash))}
 			case nextSeq == r.seq+1 && nextPrev == computed:
 				return &Break{Seq: r.seq, Kind: BreakHashMismatch,
 					Detail: fmt.Sprintf("stored hash %s was edited; the chain recorded %s", short(r.hash), short(computed))}
@@ -209,20 +209,29 @@ func (t *Trail) page(ctx context.Context, after, upto int64) ([]vrow, error) {
 
 // indexProblem compares a row's searchable columns with what its hashed body says.
 func indexProblem(r *vrow) string {
-	var ae map[string]any
-	if err := json.Unmarshal([]byte(r.body), &ae); err != nil {
-		return "body is not JSON: " + err.Error()
-	}
-	want, err := indexOf(ae)
-	if err != nil {
-		return "body is not an AuditEvent this broker wrote: " + err.Error()
+	var want indexFields
+	if isRecord([]byte(r.body)) {
+		_, e, err := decodeRecord([]byte(r.body))
+		if err != nil {
+			return "body is not an event record this broker wrote: " + err.Error()
+		}
+		want = recordIndex(e)
+	} else {
+		var ae map[string]any
+		if err := json.Unmarshal([]byte(r.body), &ae); err != nil {
+			return "body is not JSON: " + err.Error()
+		}
+		var err error
+		if want, err = indexOf(ae); err != nil {
+			return "body is not an AuditEvent this broker wrote: " + err.Error()
+		}
 	}
 	slices.Sort(want.patients)
 	got := indexFields{r.recorded, r.action, r.outcome, r.client, r.agency, r.patients}
 	var diffs []error
 	cmp := func(col string, g, w any) {
 		if g != w {
-			diffs = append(diffs, fmt.Errorf("%s is %v, the AuditEvent says %v", col, g, w))
+			diffs = append(diffs, fmt.Errorf("%s is %v, the hashed event says %v", col, g, w))
 		}
 	}
 	cmp("recorded", got.recorded, want.recorded)
@@ -231,7 +240,7 @@ func indexProblem(r *vrow) string {
 	cmp("client", got.client, want.client)
 	cmp("agency", got.agency, want.agency)
 	if !slices.Equal(got.patients, want.patients) {
-		diffs = append(diffs, fmt.Errorf("patients are %v, the AuditEvent says %v", got.patients, want.patients))
+		diffs = append(diffs, fmt.Errorf("patients are %v, the hashed event says %v", got.patients, want.patients))
 	}
 	if len(diffs) == 0 {
 		return ""

@@ -506,6 +506,10 @@ func (w *Worker) prepare(ctx context.Context, a *attempt, tgt Target) (Payload, 
 			in.Source = src
 		}
 		if resource, err = w.o.Transforms.Transform(ctx, in); err != nil {
+			var wh *routing.WithheldError
+			if errors.As(err, &wh) {
+				return p, wh.Reason, nil
+			}
 			return p, "", Permanentf("transform %s: %v", d.Transform, err)
 		}
 	}

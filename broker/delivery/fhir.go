@@ -81,6 +81,13 @@ func NewFHIRRest(o HTTPOptions) Adapter {
 func TransactionBundle(base string, p Payload) map[string]any {
 	d := p.Delivery
 	ref := d.ResourceType + "/" + d.ResourceID
+	// A transform may send another resource than the one routed (a document Bundle for an
+	// Encounter): it goes under its own type and id.
+	if typ, _ := p.Resource["resourceType"].(string); typ != "" && typ != d.ResourceType && !p.Deleted {
+		if id, _ := p.Resource["id"].(string); id != "" {
+			ref = typ + "/" + id
+		}
+	}
 	entry := map[string]any{"fullUrl": base + "/" + ref}
 	if p.Deleted || p.Resource == nil {
 		entry["request"] = map[string]any{"method": "DELETE", "url": ref}

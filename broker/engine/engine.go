@@ -81,6 +81,9 @@ type Config struct {
 	// Searches serves type-level searches of types kept outside the resource store
 	// (AuditEvent from the audit trail).
 	Searches map[string]Operation
+	// Resolvers, by resource type, look up outside the broker what a search by one
+	// identifier found nothing for (the Patient fallback to the PDS).
+	Resolvers map[string]Resolver
 	// OnWrite runs inside every write transaction after the version is stored (routing's
 	// outbox); an error rolls the write back.
 	OnWrite func(ctx context.Context, tx store.Tx, ev WriteEvent) error

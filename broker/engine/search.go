@@ -144,6 +144,9 @@ func (e *Engine) search(ctx context.Context, req *Request, typ string) (*Respons
 		resp.Interaction = "search-type"
 		return resp, err
 	}
+	if err := e.resolve(ctx, req, typ); err != nil {
+		return &Response{Interaction: "search-type"}, err
+	}
 	return e.searchWith(ctx, e.cfg.Store, req, typ)
 }
 

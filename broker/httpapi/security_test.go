@@ -769,7 +769,7 @@ func TestSecurityAudit(t *testing.T) {
 			t.Fatalf("only %d audit rows", last-first+1)
 		}
 		edited, removed := first+2, first+4
-		res, err := db.Exec(s.Node.Store.Rebind(`UPDATE audit_events SET body = REPLACE(body, '"outcome":"0"', '"outcome":"8"') WHERE seq = ?`), edited)
+		res, err := db.Exec(s.Node.Store.Rebind(`UPDATE audit_events SET body = REPLACE(body, '"outcome":"success"', '"outcome":"error"') WHERE seq = ?`), edited)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -784,7 +784,7 @@ func TestSecurityAudit(t *testing.T) {
 			t.Fatalf("after editing seq %d and deleting seq %d: ok=%v, first break %q", edited, removed, ok, brk)
 		}
 		// With the edit undone, the deletion is the first break.
-		if _, err := db.Exec(s.Node.Store.Rebind(`UPDATE audit_events SET body = REPLACE(body, '"outcome":"8"', '"outcome":"0"') WHERE seq = ?`), edited); err != nil {
+		if _, err := db.Exec(s.Node.Store.Rebind(`UPDATE audit_events SET body = REPLACE(body, '"outcome":"error"', '"outcome":"success"') WHERE seq = ?`), edited); err != nil {
 			t.Fatal(err)
 		}
 		if ok, brk, seq := secVerify(t, s); ok || seq != removed {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -47,6 +48,9 @@ type Config struct {
 	Security *Security
 	// Admin, when set, is served under /admin to operators only.
 	Admin http.Handler
+	// Renderings names operations ("$court-report") that negotiate their own media types
+	// (HTML, PDF) from Accept and _format; they answer 406 themselves for what they lack.
+	Renderings []string
 }
 
 type server struct {
@@ -231,6 +235,9 @@ func errorResp(err error) *engine.Response {
 
 // checkFormat rejects _format values and Accept headers that ask for something other than JSON.
 func (s *server) checkFormat(c *gin.Context, req *engine.Request) error {
+	if i := strings.LastIndex(req.Path, "/$"); i >= 0 && slices.Contains(s.cfg.Renderings, req.Path[i+1:]) {
+		return nil
+	}
 	if f := req.Query.Get("_format"); f != "" {
 		// An unescaped "+" in the URL arrives as a space; parameters (fhirVersion) do not matter.
 		mt, _, err := mime.ParseMediaType(strings.ReplaceAll(f, " ", "+"))
@@ -319,5 +326,9 @@ func (s *server) write(c *gin.Context, resp *engine.Response) {
 			body = buf.Bytes()
 		}
 	}
-	c.Data(resp.Status, "application/fhir+json; charset=utf-8", body)
+	ct := "application/fhir+json; charset=utf-8"
+	if v := resp.Header.Get("Content-Type"); v != "" {
+		ct = v // a rendering (HTML, PDF)
+	}
+	c.Data(resp.Status, ct, body)
 }

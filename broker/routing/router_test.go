@@ -266,7 +266,7 @@ func TestBadRoutes(t *testing.T) {
 		{"criteria naming an unknown element", "  - id: x\n    on: {event: create, resource: Observation}\n    criteria: Observation.colour = 'red'\n    to: [gp1]\n    purpose: COC\n",
 			"routes[0].criteria", 3, "FHIRPath"},
 		{"unknown transform", "  - id: x\n    on: {event: create, resource: Observation}\n    to: [gp1]\n    transform: hl7v2\n    purpose: COC\n",
-			"routes[0].transform", 4, `unknown transform "hl7v2" (known: fhir-message, none)`},
+			"routes[0].transform", 4, `unknown transform "hl7v2" (known: fhir-message, gp-handback, none)`},
 		{"unknown resource type", "  - id: x\n    on:\n      event: create\n      resource: [Observation, Obsrvation]\n    to: [gp1]\n    purpose: COC\n",
 			"routes[0].on.resource[1]", 4, `"Obsrvation" is not an R4 resource type`},
 		{"agency without endpoints", "  - id: x\n    on: {event: create, resource: Observation}\n    to: [ops]\n    purpose: COC\n",

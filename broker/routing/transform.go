@@ -17,7 +17,17 @@ const (
 	TransformNone = "none"
 	// TransformFHIRMessage wraps the resource in a FHIR message Bundle with a MessageHeader.
 	TransformFHIRMessage = "fhir-message"
+	// TransformGPHandback turns a finished custody Encounter into the hand-back document for
+	// the person's GP. It reads the store, so a node registers it (broker/app); NewTransforms
+	// holds its name so that configurations naming it compile without a node.
+	TransformGPHandback = "gp-handback"
 )
+
+// WithheldError is the error a transform returns when the delivery must not be made at all (no
+// recipient may have it); the delivery is recorded as withheld with Reason, not retried.
+type WithheldError struct{ Reason string }
+
+func (w *WithheldError) Error() string { return "withheld: " + w.Reason }
 
 // Code systems and identifier systems used in the messages the broker builds.
 const (
@@ -50,26 +60,34 @@ type Transform func(in TransformInput) (map[string]any, error)
 // Transforms is a registry of named transforms. Routes may only name registered ones.
 type Transforms struct {
 	byName map[string]Transform
+	// nodeOnly names transforms a node provides; until it does they fail.
+	nodeOnly map[string]bool
 }
 
 var transformName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
 // NewTransforms returns a registry holding the built-in transforms, none and fhir-message.
 func NewTransforms() *Transforms {
-	t := &Transforms{byName: map[string]Transform{}}
+	t := &Transforms{byName: map[string]Transform{}, nodeOnly: map[string]bool{}}
 	t.byName[TransformNone] = func(in TransformInput) (map[string]any, error) { return in.Resource, nil }
 	t.byName[TransformFHIRMessage] = fhirMessage
+	t.byName[TransformGPHandback] = func(TransformInput) (map[string]any, error) {
+		return nil, fmt.Errorf("transform %s is provided by a broker node and is not available here", TransformGPHandback)
+	}
+	t.nodeOnly[TransformGPHandback] = true
 	return t
 }
 
-// Register adds a transform; names are unique and shaped like configuration ids.
+// Register adds a transform; names are unique and shaped like configuration ids. A node
+// provides the node-only transforms (TransformGPHandback) by registering them once.
 func (t *Transforms) Register(name string, f Transform) error {
 	if !transformName.MatchString(name) {
 		return fmt.Errorf("transform name %q: want lower-case letters, digits and hyphens", name)
 	}
-	if _, dup := t.byName[name]; dup {
+	if _, dup := t.byName[name]; dup && !t.nodeOnly[name] {
 		return fmt.Errorf("transform %q is already registered", name)
 	}
+	delete(t.nodeOnly, name)
 	t.byName[name] = f
 	return nil
 }

@@ -93,8 +93,21 @@ func TestTransformsRegistry(t *testing.T) {
 	if err := tr.Register("GP 2 GP", gp); err == nil {
 		t.Error("registered a malformed name")
 	}
-	if got := tr.Names(); !reflect.DeepEqual(got, []string{"fhir-message", "gp2gp", "none"}) {
+	if got := tr.Names(); !reflect.DeepEqual(got, []string{"fhir-message", "gp-handback", "gp2gp", "none"}) {
 		t.Errorf("names %v", got)
+	}
+	// A node-only transform fails until a node provides it, once.
+	if _, err := tr.Apply(TransformInput{Delivery: Delivery{Transform: TransformGPHandback}}); err == nil {
+		t.Error("the gp-handback placeholder applied")
+	}
+	if err := tr.Register(TransformGPHandback, gp); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := tr.Apply(TransformInput{Delivery: Delivery{Transform: TransformGPHandback}, Resource: map[string]any{"x": 1}}); err != nil || out["wrapped"] == nil {
+		t.Errorf("provided gp-handback: %v %v", out, err)
+	}
+	if err := tr.Register(TransformGPHandback, gp); err == nil {
+		t.Error("provided gp-handback twice")
 	}
 	// A router accepts routes naming it once it is registered.
 	cfg := parse(t, agenciesYAML+"routes:\n  - id: x\n    on: {event: create, resource: Flag}\n    to: [gp1]\n    transform: gp2gp\n    purpose: COC\n")
