@@ -258,17 +258,22 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 		Discloser:  access.New(pol, n.Store, params),
 		Security:   smartSecurity(cfg.PublicBase),
 		Operations: sp.operations(mergeOps(map[string]engine.Operation{
-			engine.OperationKey("Patient", true, "access-check"): accessCheck(n.Config, pol, n.Store),
-			engine.OperationKey("", false, "process-message"):    processMessage(n),
+			engine.OperationKey("Patient", true, "access-check"):           accessCheck(n.Config, pol, n.Store),
+			engine.OperationKey("", false, "process-message"):              processMessage(n),
+			engine.OperationKey("QuestionnaireResponse", false, "extract"): extractOperation(n, params),
 		}, n.docs.operations())),
 		Resolvers:   sp.resolvers(),
 		OnWrite:     n.routing.onWrite,
 		AfterCommit: n.routing.afterCommit,
 		Searches:    map[string]engine.Operation{"AuditEvent": auditSearch(n.Audit)},
 		Checks:      []func(string, map[string]any) []outcome.Issue{consentCheck},
+		Transitions: map[string]func(*engine.Access, map[string]any, map[string]any) error{"Task": checkReferralTask},
 	})
 	if err != nil {
 		return nil, err
+	}
+	if err := loadShipped(ctx, n); err != nil {
+		return nil, fmt.Errorf("loading the L&D Questionnaires and service directory: %w", err)
 	}
 	n.recorder = audit.NewRecorder(n.Audit, audit.RecorderOptions{OnError: func(err error) {
 		cfg.Logger.Error("audit flush failed", zap.Error(err))

@@ -400,6 +400,69 @@ func BenchmarkReadByID(b *testing.B) {
 	})
 }
 
+// benchReadRate is the offered load of BenchmarkReadByIDRate: the read target's 10,000
+// requests/s.
+const benchReadRate = 10_000
+
+// BenchmarkReadByIDRate offers reads at a fixed rate (open loop, as wrk2 does) from
+// benchReadConns connections. Each request has a scheduled start, i/rate after the first; a
+// free connection sends the next due request, and latency counts from the scheduled start, so
+// time spent waiting for a connection is included (no coordinated omission). It reports the
+// achieved rate next to the offered one: a server that cannot keep up falls behind and its
+// latencies grow without bound.
+func BenchmarkReadByIDRate(b *testing.B) {
+	benchSkipShort(b)
+	s := benchSeedStore(b)
+	base, client := benchServer(b, s.DataDir)
+	benchForConns(b, []int{benchReadConns}, func(b *testing.B, conns int) {
+		interval := time.Second / benchReadRate
+		var next atomic.Int64
+		var failed atomic.Value
+		lat := make([]time.Duration, b.N)
+		b.ResetTimer()
+		start := time.Now()
+		var wg sync.WaitGroup
+		for range conns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					i := int(next.Add(1) - 1)
+					if i >= b.N {
+						return
+					}
+					due := start.Add(time.Duration(i) * interval)
+					if d := time.Until(due); d > 0 {
+						time.Sleep(d)
+					}
+					id := s.Patients[i%len(s.Patients)]
+					status, body, err := benchDo(client, http.MethodGet, base+"/Patient/"+id, nil)
+					if err == nil && status != http.StatusOK {
+						err = fmt.Errorf("read Patient/%s: status %d: %.300s", id, status, body)
+					}
+					if err != nil {
+						failed.CompareAndSwap(nil, err)
+					}
+					lat[i] = time.Since(due)
+				}
+			}()
+		}
+		wg.Wait()
+		elapsed := time.Since(start)
+		b.StopTimer()
+		if err, _ := failed.Load().(error); err != nil {
+			b.Fatal(err)
+		}
+		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+		q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))]) / float64(time.Millisecond) }
+		b.ReportMetric(q(0.50), "p50-ms")
+		b.ReportMetric(q(0.99), "p99-ms")
+		b.ReportMetric(q(0.999), "p99.9-ms")
+		b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
+		b.ReportMetric(benchReadRate, "offered-req/s")
+	})
+}
+
 // Searches run alone (conns=1: the latency of one query) and under benchReadConns clients.
 var benchSearchConns = []int{1, benchReadConns}
 

@@ -135,6 +135,10 @@ func processMessage(n *Node) engine.Operation {
 			}
 			tx = append(tx, en)
 		}
+		// A BaRS referral comes with the Task its receiver works (docs/ld-and-referrals.md).
+		if tx, err = referralEntries(ctx, n, event, entries, tx, req.Access); err != nil {
+			return nil, err
+		}
 		_, full := entryResource(entries, 0)
 		if full == "" {
 			full = "urn:uuid:" + id

@@ -70,6 +70,16 @@ func TestSpinePatientFallback(t *testing.T) {
 				t.Fatalf("total %d, want 1: %s", r.Total(), r.Raw)
 			}
 			id := r.Str("entry.0.resource.id")
+			// The request id the broker gave this request (the client sent none) travels to the
+			// Spine as the correlation id, so one request can be followed across both.
+			reqID := r.Header.Get("X-Request-ID")
+			var correlated bool
+			for _, q := range sim.Requests() {
+				correlated = correlated || (strings.Contains(q.Path, "/Patient/") && q.CorrelationID == reqID)
+			}
+			if reqID == "" || !correlated {
+				t.Errorf("no PDS request carried X-Correlation-ID %q: %+v", reqID, sim.Requests())
+			}
 			if got := r.Str("entry.0.resource.generalPractitioner.0.identifier.value"); got != spinesim.NormalGP {
 				t.Errorf("GP ODS %q, want %s", got, spinesim.NormalGP)
 			}

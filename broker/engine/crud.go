@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"mime"
 	"net/http"
 	"strconv"
@@ -86,6 +87,9 @@ func (e *Engine) write(ctx context.Context, tx store.Tx, typ, id string, res map
 	if cur != nil {
 		version = cur.Version + 1
 	}
+	if err := e.checkTransition(ctx, typ, cur, res); err != nil {
+		return nil, err
+	}
 	now := e.cfg.Clock().UTC().Truncate(time.Microsecond)
 	res["id"] = id
 	// Retired spellings (NHS number verification status) are stored in their current form,
@@ -117,6 +121,23 @@ func (e *Engine) write(ctx context.Context, tx store.Tx, typ, id string, res map
 		}
 	}
 	return out, nil
+}
+
+// checkTransition runs the Transitions hooks on a change from cur to res.
+func (e *Engine) checkTransition(ctx context.Context, typ string, cur *store.Resource, res map[string]any) error {
+	check := e.cfg.Transitions[typ]
+	if check == nil {
+		return nil
+	}
+	var prev map[string]any
+	if cur != nil && !cur.Deleted {
+		var err error
+		if prev, err = resource.Decode(cur.Body, resource.Limits{}); err != nil {
+			return fmt.Errorf("reading %s/%s version %d: %w", typ, cur.ID, cur.Version, err)
+		}
+	}
+	a, _ := ctx.Value(accessKey{}).(*Access)
+	return check(a, prev, res)
 }
 
 // remove stores a deletion as the next version after cur.

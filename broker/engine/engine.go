@@ -91,6 +91,12 @@ type Config struct {
 	AfterCommit func()
 	// Checks run on every resource written, after structural validation (Consent checks).
 	Checks []func(typ string, res map[string]any) []outcome.Issue
+	// Transitions check a change of a resource of the keyed type against the version it
+	// replaces, inside the write transaction, so the previous version cannot change
+	// underneath (workflow state machines, such as a referral Task's status). a is who
+	// writes (nil for the broker's own writes); prev is nil for a create or a write after a
+	// deletion. An error (an *outcome.Error for the client) rolls the write back.
+	Transitions map[string]func(a *Access, prev, next map[string]any) error
 	// Summary is optional; without it _summary=true drops only the narrative.
 	Summary Summaries
 	Limits  Limits

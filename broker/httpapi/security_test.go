@@ -29,7 +29,7 @@ func TestSecurityScopes(t *testing.T) {
 			{"probation deleting a Task", "probation", "DELETE", "Task/" + task, ""},
 			{"probation creating a Task", "probation", "POST", "Task", `{"resourceType":"Task","status":"requested","intent":"order"}`},
 			{"gp deleting a Patient", "gp", "DELETE", "Patient/" + pid, ""},
-			{"ld-team creating an Observation", "ld-team", "POST", "Observation", secObservation(pid)},
+			{"ld-team deleting an Observation", "ld-team", "DELETE", "Observation?subject=Patient/" + pid, ""},
 			{"court in a transaction", "court", "POST", "", `{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"POST","url":"Observation"},"resource":` + secObservation(pid) + `}]}`},
 		}
 		for _, c := range cases {

@@ -128,6 +128,8 @@ func (s *server) requestIDs(c *gin.Context) {
 		cid = ""
 	}
 	c.Header("X-Request-ID", rid)
+	// The engine and what it calls (the Spine client, routing) read the id from the request.
+	c.Request.Header.Set("X-Request-ID", rid)
 	if cid != "" {
 		c.Header("X-Correlation-ID", cid)
 	}
