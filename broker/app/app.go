@@ -242,6 +242,10 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 	if n.routing, err = newRouting(ctx, n, cfg, fp, params); err != nil {
 		return nil, err
 	}
+	ing, err := newIngest(n)
+	if err != nil {
+		return nil, err
+	}
 	n.Engine, err = engine.New(engine.Config{
 		Store:      n.Store,
 		Checker:    checker,
@@ -261,6 +265,8 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 			engine.OperationKey("Patient", true, "access-check"):           accessCheck(n.Config, pol, n.Store),
 			engine.OperationKey("", false, "process-message"):              processMessage(n),
 			engine.OperationKey("QuestionnaireResponse", false, "extract"): extractOperation(n, params),
+			engine.OperationKey("", false, OpIngestClinicalEntries):        ing.clinicalEntries,
+			engine.OperationKey("", false, OpImportCareConnect):            ing.importCareConnect,
 		}, n.docs.operations())),
 		Resolvers:   sp.resolvers(),
 		OnWrite:     n.routing.onWrite,

@@ -275,4 +275,3 @@ func requesterParty(ctx context.Context, n *Node, params search.Params, a *engin
 	}
 	return p, nil
 }
-

@@ -116,6 +116,9 @@ func TestProfilesListed(t *testing.T) {
 		"UKCore-AuditEvent":                     {"AuditEvent", "1.2.0", "draft"},
 		"UKCore-Provenance":                     {"Provenance", "1.2.0", "draft"},
 		"UKCore-OperationOutcome":               {"OperationOutcome", "1.3.0", "draft"},
+		"UKCore-List":                           {"List", "2.2.0", "active"},
+		"UKCore-MedicationRequest":              {"MedicationRequest", "2.1.0", "draft"},
+		"UKCore-MedicationAdministration":       {"MedicationAdministration", "2.2.0", "active"},
 	}
 	got := loadProfiles(t)
 	for id, w := range want {
