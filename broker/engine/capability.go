@@ -64,27 +64,30 @@ type CapabilityViews interface {
 
 // capabilities serves /metadata: the server's CapabilityStatement.
 func (e *Engine) capabilities(req *Request) (*Response, error) {
-	_, body := e.serverCapability(req.Base)
-	return &Response{Status: http.StatusOK, Body: body, Interaction: "capabilities"}, nil
+	return &Response{Status: http.StatusOK, Body: e.serverCapability(req.Base), Interaction: "capabilities"}, nil
 }
 
-type capEntry struct {
-	res  map[string]any
-	body []byte
-}
+// maxCachedBases bounds the statements kept: the base comes from the request's Host when no
+// public base is configured, and a client must not grow the cache by varying it.
+const maxCachedBases = 16
 
-// serverCapability returns the server's statement for a base URL. It depends only on the
-// configuration and the base, so it is built once per base; encoding it is what each request
-// would otherwise pay.
-func (e *Engine) serverCapability(base string) (map[string]any, []byte) {
-	if c, ok := e.capCache.Load(base); ok {
-		ce := c.(capEntry)
-		return ce.res, ce.body
+// serverCapability returns the server's statement, encoded, for a base URL. It depends only
+// on the configuration and the base, so it is built once per base (for the first few bases
+// seen); encoding it is what each request would otherwise pay.
+func (e *Engine) serverCapability(base string) []byte {
+	e.capMu.Lock()
+	body, ok := e.capCache[base]
+	e.capMu.Unlock()
+	if ok {
+		return body
 	}
-	cs := e.buildCapabilities(base, nil)
-	body := resource.Encode(cs)
-	e.capCache.Store(base, capEntry{res: cs, body: body})
-	return cs, body
+	body = resource.Encode(e.buildCapabilities(base, nil))
+	e.capMu.Lock()
+	if len(e.capCache) < maxCachedBases {
+		e.capCache[base] = body
+	}
+	e.capMu.Unlock()
+	return body
 }
 
 // fullScopes grants everything: the server's own statement.

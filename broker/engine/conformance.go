@@ -167,8 +167,7 @@ func (e *Engine) conformanceRead(req *Request, typ, id string) ([]byte, error) {
 		return nil, errNotFound(typ, id)
 	}
 	if id == ServerCapabilityID {
-		_, b := e.serverCapability(req.Base)
-		return b, nil
+		return e.serverCapability(req.Base), nil
 	}
 	if e.cfg.Capability.Views == nil {
 		return nil, errNotFound(typ, id)
@@ -194,8 +193,7 @@ func (e *Engine) conformanceCandidates(req *Request, typ string) []*store.Resour
 		}
 		return out
 	}
-	_, b := e.serverCapability(req.Base)
-	out = append(out, &store.Resource{Type: typ, ID: ServerCapabilityID, Body: b})
+	out = append(out, &store.Resource{Type: typ, ID: ServerCapabilityID, Body: e.serverCapability(req.Base)})
 	if e.cfg.Capability.Views != nil {
 		for _, v := range e.cfg.Capability.Views.Views(req.Access) {
 			out = append(out, &store.Resource{Type: typ, ID: v.ID, Body: resource.Encode(e.buildCapabilities(req.Base, &v))})

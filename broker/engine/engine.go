@@ -113,8 +113,9 @@ type Config struct {
 type Engine struct {
 	cfg     Config
 	started time.Time
-	// capCache holds the server's CapabilityStatement (capEntry) per base URL.
-	capCache sync.Map
+	// capCache holds the server's encoded CapabilityStatement per base URL.
+	capMu    sync.Mutex
+	capCache map[string][]byte
 	// ops are the operations served; opdefs their definitions, encoded, by id.
 	ops    []OperationInfo
 	opdefs map[string][]byte
@@ -167,7 +168,7 @@ func New(cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Engine{cfg: cfg, started: cfg.Clock(), ops: servedOperations(cfg), opdefs: defs}, nil
+	return &Engine{cfg: cfg, started: cfg.Clock(), ops: servedOperations(cfg), opdefs: defs, capCache: map[string][]byte{}}, nil
 }
 
 // Limits returns the limits in force.
