@@ -39,6 +39,6 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServeCmd(), newFHIRPathCmd(), newValidateCmd(), newTokenCmd(), newAuditCmd(),
-		newConfigCmd(), newReplayCmd(), newSpineSimCmd())
+		newConfigCmd(), newReplayCmd(), newSpineSimCmd(), newConformanceCmd())
 	return root
 }
