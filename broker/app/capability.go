@@ -34,7 +34,23 @@ func conformance(val *validate.Validator) (*conformanceParts, error) {
 	for _, l := range byType {
 		sort.Strings(l)
 	}
-	return &conformanceParts{OperationDefinitions: defs, SupportedProfiles: byType}, nil
+	return &conformanceParts{OperationDefinitions: defs, SupportedProfiles: byType, Searches: map[string]engine.ExternalSearch{
+		"AuditEvent": auditSearchCapability,
+	}}, nil
+}
+
+// auditSearchCapability describes GET AuditEvent (auditSearch): the audit trail searched by
+// its own parameters, which replace the R4 ones the trail does not index.
+var auditSearchCapability = engine.ExternalSearch{
+	Documentation: "Searches answer from the tamper-evident audit trail (one AuditEvent per request, in a hash chain), " +
+		"by the parameters listed (and _count, _offset) only; any other parameter is a 400.",
+	Params: []engine.SearchParamInfo{
+		{Name: "patient", Type: "reference", Documentation: "Events that disclosed or changed this patient's data (Patient/{id})."},
+		{Name: "agency", Type: "token", Documentation: "Events of requests made for this agency (its id in the configuration)."},
+		{Name: "client", Type: "token", Documentation: "Events of requests made by this API client."},
+		{Name: "action", Type: "token", Documentation: "What was done: read, vread, search, history, create, update, patch, delete, transaction, disclosure, delivery, denial, break-glass."},
+		{Name: "date", Type: "date", Documentation: "When it was recorded; prefixes eq, ge, gt, le and lt; repeat for a range."},
+	},
 }
 
 // withViews completes the configuration with the per-agency statements.

@@ -135,6 +135,21 @@ func TestServerCapabilityStatement(t *testing.T) {
 	if got := codes(byType["OperationDefinition"]["interaction"], "code"); !slices.Equal(got, []string{"read", "search-type"}) {
 		t.Errorf("OperationDefinition interactions %v, want read and search-type", got)
 	}
+	// AuditEvent is searched in the audit trail, by its own parameters, and never included.
+	if got := codes(byType["AuditEvent"]["searchParam"], "name"); !slices.Equal(got, []string{"patient", "agency", "client", "action", "date"}) {
+		t.Errorf("AuditEvent search parameters %v", got)
+	}
+	for _, q := range []string{"patient=Patient/x", "agency=court", "client=court", "action=read", "date=ge2026-01-01"} {
+		s.Do("GET", "AuditEvent?"+q, nil).Want(t, 200)
+	}
+	s.Do("GET", "AuditEvent?entity=x", nil).Want(t, 400) // an R4 parameter the statement rightly leaves out
+	for typ, r := range byType {
+		for _, inc := range codesOf(r["searchRevInclude"]) {
+			if strings.HasPrefix(inc, "AuditEvent:") {
+				t.Errorf("%s lists _revinclude %s", typ, inc)
+			}
+		}
+	}
 	if got := str(cs, "rest.0.security.service.0.coding.0.code"); got != "SMART-on-FHIR" {
 		t.Errorf("SMART security lost: %v", apptest.Get(cs, "rest.0.security"))
 	}

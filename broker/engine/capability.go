@@ -34,6 +34,21 @@ type CapabilityConfig struct {
 	// Views, when set, supplies the CapabilityStatements restricted to one agency or client,
 	// served at CapabilityStatement/{id}.
 	Views CapabilityViews
+	// Searches describes the types Config.Searches serves from outside the store: their own
+	// search parameters replace the registry's, and the searches take no _include.
+	Searches map[string]ExternalSearch
+}
+
+// ExternalSearch describes a type searched outside the store (AuditEvent from the audit
+// trail).
+type ExternalSearch struct {
+	Documentation string
+	Params        []SearchParamInfo
+}
+
+// SearchParamInfo is one search parameter of an ExternalSearch.
+type SearchParamInfo struct {
+	Name, Type, Documentation string
 }
 
 // CapabilityView restricts the server's CapabilityStatement to what one agency or client may
@@ -201,7 +216,23 @@ func (e *Engine) resourceCapability(t string, types []string, scopes Scopes, v *
 	} else {
 		r["conditionalDelete"] = "not-supported"
 	}
-	if allowed('s') {
+	ext, external := e.cfg.Capability.Searches[t]
+	if _, ok := e.cfg.Searches[t]; ok && !external {
+		external = true // served outside the store, but undescribed: no parameters to claim
+	}
+	if allowed('s') && external {
+		var params []any
+		for _, p := range ext.Params {
+			params = append(params, map[string]any{"name": p.Name, "type": p.Type, "documentation": p.Documentation})
+		}
+		if len(params) > 0 {
+			r["searchParam"] = params
+		}
+		if ext.Documentation != "" {
+			r["documentation"] = ext.Documentation
+		}
+	}
+	if allowed('s') && !external {
 		var params, includes, revincludes []any
 		for _, p := range e.cfg.Params.ForType(t) {
 			sp := map[string]any{"name": p.Code, "type": string(p.Type)}
@@ -219,6 +250,9 @@ func (e *Engine) resourceCapability(t string, types []string, scopes Scopes, v *
 		for _, src := range types {
 			if !scopes.Allows(src, 'r') && !scopes.Allows(src, 's') {
 				continue // what a client may not read is never included for it
+			}
+			if _, ok := e.cfg.Searches[src]; ok {
+				continue // kept outside the store, so never included
 			}
 			for _, p := range e.cfg.Params.ForType(src) {
 				if p.Type != "reference" || p.Code == "_source" {
@@ -242,6 +276,9 @@ func (e *Engine) resourceCapability(t string, types []string, scopes Scopes, v *
 	}
 	if v != nil && v.TypeDocumentation != nil {
 		if d := v.TypeDocumentation(t); d != "" {
+			if prev, ok := r["documentation"].(string); ok {
+				d = prev + " " + d
+			}
 			r["documentation"] = d
 		}
 	}
