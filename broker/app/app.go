@@ -19,6 +19,7 @@ import (
 	"github.com/hjbroker/hjbroker/broker/access"
 	"github.com/hjbroker/hjbroker/broker/audit"
 	"github.com/hjbroker/hjbroker/broker/auth"
+	"github.com/hjbroker/hjbroker/broker/capability"
 	"github.com/hjbroker/hjbroker/broker/config"
 	"github.com/hjbroker/hjbroker/broker/delivery"
 	"github.com/hjbroker/hjbroker/broker/engine"
@@ -214,6 +215,10 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	conf, err := conformance(val)
+	if err != nil {
+		return nil, err
+	}
 	for _, p := range cfg.AllowedProfiles {
 		if !val.Known(p) {
 			return nil, fmt.Errorf("allowed profile %s is not known to the validator", p)
@@ -251,6 +256,7 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 		Limits:     limits,
 		Software:   "hjbroker",
 		Version:    Version,
+		Capability: conf.withViews(capability.New(n.Config, n.Auth.Registry(), smartSecurity(cfg.PublicBase))),
 		Validator:  val,
 		Validation: engine.Validation{Mode: cfg.Validation, AllowedProfiles: cfg.AllowedProfiles},
 		Discloser:  access.New(pol, n.Store, params),

@@ -76,6 +76,8 @@ type Config struct {
 	Security map[string]any
 	// Operations adds named operations, keyed by operationKey ("Patient/{id}/$access-check").
 	Operations map[string]Operation
+	// Capability is what the CapabilityStatements are made of besides the engine itself.
+	Capability CapabilityConfig
 	// Searches serves type-level searches of types kept outside the resource store
 	// (AuditEvent from the audit trail).
 	Searches map[string]Operation
@@ -111,8 +113,12 @@ type Config struct {
 type Engine struct {
 	cfg     Config
 	started time.Time
-	// capCache holds the encoded CapabilityStatement per base URL.
-	capCache sync.Map
+	// capCache holds the server's encoded CapabilityStatement per base URL.
+	capMu    sync.Mutex
+	capCache map[string][]byte
+	// ops are the operations served; opdefs their definitions, encoded, by id.
+	ops    []OperationInfo
+	opdefs map[string][]byte
 }
 
 // New returns an engine; missing optional dependencies get defaults.
@@ -158,7 +164,11 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Software == "" {
 		cfg.Software = "hjbroker"
 	}
-	return &Engine{cfg: cfg, started: cfg.Clock()}, nil
+	defs, err := indexDefinitions(cfg.Capability.OperationDefinitions)
+	if err != nil {
+		return nil, err
+	}
+	return &Engine{cfg: cfg, started: cfg.Clock(), ops: servedOperations(cfg), opdefs: defs, capCache: map[string][]byte{}}, nil
 }
 
 // Limits returns the limits in force.
@@ -276,6 +286,9 @@ func (e *Engine) dispatch(ctx context.Context, req *Request) (*Response, error) 
 	}
 	notAllowed := func(what string) (*Response, error) {
 		return &Response{Interaction: what}, outcome.New(http.StatusMethodNotAllowed, "not-supported", "%s is not supported on %s", m, "/"+path)
+	}
+	if len(seg) > 0 && conformanceTypes[seg[0]] && !strings.HasPrefix(seg[len(seg)-1], "$") {
+		return e.conformance(ctx, req, seg)
 	}
 	if err := e.authorize(req, seg); err != nil {
 		return &Response{Interaction: "authorization"}, err

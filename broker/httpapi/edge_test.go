@@ -184,6 +184,12 @@ func testResponsesAreValid(t *testing.T, s *apptest.Server) {
 			t.Errorf("%s: no resource: %s", name, r.Raw)
 			continue
 		}
+		if typ == "CapabilityStatement" { // served read-only, so validated rather than stored
+			if got := s.Do("POST", typ+"/$validate", r.Raw).Want(t, 200); strings.Contains(string(got.Raw), `"severity":"error"`) {
+				t.Errorf("%s is not valid %s: %s", name, typ, got.Raw)
+			}
+			continue
+		}
 		if got := s.Do("POST", typ, r.Raw); got.Status != 201 {
 			t.Errorf("%s is not valid %s: %s", name, typ, got.Raw)
 		}

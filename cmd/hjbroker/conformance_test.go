@@ -44,7 +44,7 @@ func startBroker(t *testing.T) (*apptest.Server, storetest.Backend) {
 	t.Setenv("HJB_STORE_URL", "")
 	t.Setenv("HJB_PUBLIC_BASE", "")
 	b := storetest.Backends(t)[0]
-	return apptest.Start(t, b, app.Config{}), b
+	return apptest.Start(t, b, app.Config{Spine: simulatedSpine(t)}), b // spine-lookup needs the Spine
 }
 
 func TestConformanceRunAgainstBroker(t *testing.T) {

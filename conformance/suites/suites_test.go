@@ -41,7 +41,7 @@ func TestBrokerPassesShippedSuites(t *testing.T) {
 	all := shipped(t)
 	for _, b := range storetest.Backends(t) {
 		t.Run(b.Name, func(t *testing.T) {
-			srv := apptest.Start(t, b, app.Config{})
+			srv := startWithSpine(t, b) // spine-lookup needs the Spine simulator; the other suites ignore it
 			for _, s := range all {
 				t.Run(s.Name, func(t *testing.T) {
 					vars, err := s.TokenVariables(func(c string) (string, error) { return srv.Token(c), nil })
