@@ -87,6 +87,9 @@ func (e *Engine) write(ctx context.Context, tx store.Tx, typ, id string, res map
 	if cur != nil {
 		version = cur.Version + 1
 	}
+	if err := e.writable(typ); err != nil {
+		return nil, err
+	}
 	if err := e.checkTransition(ctx, typ, cur, res); err != nil {
 		return nil, err
 	}
@@ -142,6 +145,9 @@ func (e *Engine) checkTransition(ctx context.Context, typ string, cur *store.Res
 
 // remove stores a deletion as the next version after cur.
 func (e *Engine) remove(ctx context.Context, tx store.Tx, cur *store.Resource) (*store.Resource, error) {
+	if err := e.writable(cur.Type); err != nil {
+		return nil, err
+	}
 	now := e.cfg.Clock().UTC().Truncate(time.Microsecond)
 	w := &store.Write{Type: cur.Type, ID: cur.ID, Version: cur.Version + 1, LastUpdated: now, Method: http.MethodDelete, Deleted: true}
 	if err := tx.Put(ctx, w); err != nil {
