@@ -54,26 +54,15 @@ func TestGolden(t *testing.T) {
 // Core validator: no errors, and every resource names its UK Core profile.
 func TestGoldenValid(t *testing.T) {
 	v := mappingtest.Validator(t)
-	goldens, _ := filepath.Glob("testdata/*.golden.json")
-	n := 0
-	for _, g := range goldens {
-		if strings.HasSuffix(g, ".warnings.golden.json") {
+	for _, name := range mappingtest.Cases(t, ".golden.json") {
+		if strings.HasSuffix(name, ".warnings") {
 			continue
 		}
-		n++
-		t.Run(filepath.Base(g), func(t *testing.T) {
-			b := mappingtest.ReadJSON(t, g)
+		t.Run(name, func(t *testing.T) {
+			b := mappingtest.ReadJSON(t, filepath.Join("testdata", name+".golden.json"))
 			mappingtest.ValidBundle(t, v, b)
-			for i, res := range mappingtest.Entries(b) {
-				prof, _ := res["meta"].(map[string]any)["profile"].([]any)
-				if len(prof) != 1 || !strings.HasPrefix(prof[0].(string), "https://fhir.hl7.org.uk/StructureDefinition/UKCore-") {
-					t.Errorf("entry %d (%s): meta.profile %v", i, res["resourceType"], prof)
-				}
-			}
+			mappingtest.UKCoreProfiles(t, b)
 		})
-	}
-	if n == 0 {
-		t.Fatal("no golden files")
 	}
 }
 

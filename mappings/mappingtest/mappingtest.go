@@ -157,3 +157,16 @@ func Entries(b map[string]any) []map[string]any {
 	}
 	return out
 }
+
+// UKCoreProfiles fails the test for every entry of the Bundle b that does not declare
+// exactly one profile, a UK Core one, in meta.profile.
+func UKCoreProfiles(t testing.TB, b map[string]any) {
+	t.Helper()
+	for i, res := range Entries(b) {
+		meta, _ := res["meta"].(map[string]any)
+		prof, _ := meta["profile"].([]any)
+		if len(prof) != 1 || !strings.HasPrefix(fmt.Sprint(prof[0]), "https://fhir.hl7.org.uk/StructureDefinition/UKCore-") {
+			t.Errorf("entry %d (%s): meta.profile %v, want one UK Core profile", i, res["resourceType"], prof)
+		}
+	}
+}

@@ -36,7 +36,7 @@ func load(t *testing.T, path string) scr.Input {
 
 // TestGolden maps every testdata/*.scr.json, compares the document with its .ukcore.json
 // golden file and checks it, and every entry on its own, under the broker's UK Core
-// validator.
+// validator; every entry names its UK Core profile.
 func TestGolden(t *testing.T) {
 	v := mappingtest.Validator(t)
 	for _, name := range mappingtest.Cases(t, ".scr.json") {
@@ -47,6 +47,7 @@ func TestGolden(t *testing.T) {
 			}
 			mappingtest.GoldenJSON(t, filepath.Join("testdata", name+".ukcore.json"), got)
 			mappingtest.ValidBundle(t, v, got)
+			mappingtest.UKCoreProfiles(t, got)
 		})
 	}
 }
