@@ -3,8 +3,6 @@ package careconnect_test
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -38,33 +36,18 @@ func mapper(t *testing.T) *careconnect.Mapper {
 // the golden files.
 func TestGolden(t *testing.T) {
 	m := mapper(t)
-	for _, name := range mappingtest.Cases(t, ".input.json") {
-		t.Run(name, func(t *testing.T) {
-			res, err := m.Map(mappingtest.ReadJSON(t, filepath.Join("testdata", name+".input.json")), options())
-			if err != nil {
-				t.Fatalf("mapping: %v", err)
-			}
-			mappingtest.GoldenJSON(t, filepath.Join("testdata", name+".golden.json"), res.Bundle)
-			mappingtest.GoldenList(t, filepath.Join("testdata", name+".warnings.golden.json"), res.Warnings)
-		})
-	}
+	mappingtest.BundleGoldens(t, func(t *testing.T, path string) (map[string]any, []careconnect.Warning) {
+		res, err := m.Map(mappingtest.ReadJSON(t, path), options())
+		if err != nil {
+			t.Fatalf("mapping: %v", err)
+		}
+		return res.Bundle, res.Warnings
+	})
 }
 
 // TestGoldenValid checks every golden Bundle and each resource in it under the broker's UK
 // Core validator: no errors, and every resource names its UK Core profile.
-func TestGoldenValid(t *testing.T) {
-	v := mappingtest.Validator(t)
-	for _, name := range mappingtest.Cases(t, ".golden.json") {
-		if strings.HasSuffix(name, ".warnings") {
-			continue
-		}
-		t.Run(name, func(t *testing.T) {
-			b := mappingtest.ReadJSON(t, filepath.Join("testdata", name+".golden.json"))
-			mappingtest.ValidBundle(t, v, b)
-			mappingtest.UKCoreProfiles(t, b)
-		})
-	}
-}
+func TestGoldenValid(t *testing.T) { mappingtest.ValidGoldenBundles(t) }
 
 // TestBadInput: unsupported or malformed STU3 content is refused with an issue naming the
 // element.

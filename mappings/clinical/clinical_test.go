@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -43,37 +42,22 @@ func mapper(t *testing.T) *clinical.Mapper {
 // when there are any) with the golden files.
 func TestGolden(t *testing.T) {
 	m := mapper(t)
-	for _, name := range mappingtest.Cases(t, ".input.json") {
-		t.Run(name, func(t *testing.T) {
-			raw, err := os.ReadFile(filepath.Join("testdata", name+".input.json"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			res, err := m.Map(raw, options())
-			if err != nil {
-				t.Fatalf("mapping: %v", err)
-			}
-			mappingtest.GoldenJSON(t, filepath.Join("testdata", name+".golden.json"), res.Bundle)
-			mappingtest.GoldenList(t, filepath.Join("testdata", name+".warnings.golden.json"), res.Warnings)
-		})
-	}
+	mappingtest.BundleGoldens(t, func(t *testing.T, path string) (map[string]any, []clinical.Warning) {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := m.Map(raw, options())
+		if err != nil {
+			t.Fatalf("mapping: %v", err)
+		}
+		return res.Bundle, res.Warnings
+	})
 }
 
 // TestGoldenValid checks that every golden Bundle, and every resource in it, has no errors
 // under the broker's UK Core validator, and that every resource names its UK Core profile.
-func TestGoldenValid(t *testing.T) {
-	v := mappingtest.Validator(t)
-	for _, name := range mappingtest.Cases(t, ".golden.json") {
-		if strings.HasSuffix(name, ".warnings") {
-			continue
-		}
-		t.Run(name, func(t *testing.T) {
-			b := mappingtest.ReadJSON(t, filepath.Join("testdata", name+".golden.json"))
-			mappingtest.ValidBundle(t, v, b)
-			mappingtest.UKCoreProfiles(t, b)
-		})
-	}
-}
+func TestGoldenValid(t *testing.T) { mappingtest.ValidGoldenBundles(t) }
 
 // TestCodeMapWellFormed checks every entry of the starter map.
 func TestCodeMapWellFormed(t *testing.T) {

@@ -170,3 +170,35 @@ func UKCoreProfiles(t testing.TB, b map[string]any) {
 		}
 	}
 }
+
+// BundleGoldens is the golden test of a mapping to a Bundle with warnings: for every
+// testdata/NAME.input.json, in a subtest NAME, mapInput maps the file at path and the
+// Bundle is compared with testdata/NAME.golden.json, the warnings with
+// testdata/NAME.warnings.golden.json (which exists exactly when there are warnings).
+func BundleGoldens[W any](t *testing.T, mapInput func(t *testing.T, path string) (bundle map[string]any, warnings []W)) {
+	t.Helper()
+	for _, name := range Cases(t, ".input.json") {
+		t.Run(name, func(t *testing.T) {
+			b, ws := mapInput(t, filepath.Join("testdata", name+".input.json"))
+			GoldenJSON(t, filepath.Join("testdata", name+".golden.json"), b)
+			GoldenList(t, filepath.Join("testdata", name+".warnings.golden.json"), ws)
+		})
+	}
+}
+
+// ValidGoldenBundles checks every golden Bundle of BundleGoldens (testdata/*.golden.json
+// but the warnings), as read back from the file, with ValidBundle and UKCoreProfiles.
+func ValidGoldenBundles(t *testing.T) {
+	t.Helper()
+	v := Validator(t)
+	for _, name := range Cases(t, ".golden.json") {
+		if strings.HasSuffix(name, ".warnings") {
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			b := ReadJSON(t, filepath.Join("testdata", name+".golden.json"))
+			ValidBundle(t, v, b)
+			UKCoreProfiles(t, b)
+		})
+	}
+}
