@@ -2,11 +2,9 @@ package app_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +14,7 @@ import (
 	"github.com/hjbroker/hjbroker/broker/app/deliverytest"
 	"github.com/hjbroker/hjbroker/broker/store/storetest"
 	"github.com/hjbroker/hjbroker/mappings/ld"
+	"github.com/hjbroker/hjbroker/mappings/mappingtest"
 )
 
 const (
@@ -43,14 +42,7 @@ func sqlite(t *testing.T) storetest.Backend {
 // assessmentQR reads the assessment test response of mappings/ld, for patient.
 func assessmentQR(t *testing.T, patient string) map[string]any {
 	t.Helper()
-	raw, err := os.ReadFile("../../mappings/ld/testdata/assessment.qr.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var qr map[string]any
-	if err := json.Unmarshal(raw, &qr); err != nil {
-		t.Fatal(err)
-	}
+	qr := mappingtest.ReadJSON(t, "../../mappings/ld/testdata/assessment.qr.json")
 	delete(qr, "id")
 	qr["subject"] = map[string]any{"reference": patient}
 	return qr
