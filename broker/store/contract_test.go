@@ -655,6 +655,15 @@ func TestHistory(t *testing.T) {
 			{"since after everything", store.HistoryQuery{Since: at(7)}, []string{}},
 			{"unknown instance", store.HistoryQuery{Type: "Patient", ID: "zz"}, []string{}},
 			{"unknown type", store.HistoryQuery{Type: "Encounter"}, []string{}},
+			// At: each resource as it stood at the instant.
+			{"instance at its first version", store.HistoryQuery{Type: "Patient", ID: "a", At: at(1)}, []string{"Patient/a/1"}},
+			{"instance at between versions", store.HistoryQuery{Type: "Patient", ID: "a", At: at(4).Add(-time.Microsecond)}, []string{"Patient/a/1"}},
+			{"instance at its second version", store.HistoryQuery{Type: "Patient", ID: "a", At: at(4)}, []string{"Patient/a/2"}},
+			{"instance at after its deletion", store.HistoryQuery{Type: "Patient", ID: "a", At: at(6)}, []string{"Patient/a/3-"}},
+			{"instance at before it existed", store.HistoryQuery{Type: "Patient", ID: "b", At: at(1)}, []string{}},
+			{"type at", store.HistoryQuery{Type: "Patient", At: at(4)}, []string{"Patient/a/2", "Patient/b/1"}},
+			{"system at", store.HistoryQuery{At: at(3)}, []string{"Observation/o/1", "Patient/b/1", "Patient/a/1"}},
+			{"system at and since", store.HistoryQuery{At: at(6), Since: at(4)}, []string{"Patient/ab/1", "Patient/a/3-"}},
 		}
 		for _, tc := range tests {
 			q := tc.q

@@ -273,6 +273,13 @@ func (s *SQL) History(ctx context.Context, q HistoryQuery) (*HistoryPage, error)
 		where = append(where, "last_updated >= ?")
 		args = append(args, q.Since.UnixMicro())
 	}
+	if !q.At.IsZero() {
+		// The version current at At: recorded by then, and no later version recorded by then.
+		at := q.At.UnixMicro()
+		where = append(where, "last_updated <= ?", `NOT EXISTS (SELECT 1 FROM resource_versions n
+			WHERE n.res_type = v.res_type AND n.res_id = v.res_id AND n.version > v.version AND n.last_updated <= ?)`)
+		args = append(args, at, at)
+	}
 	snapshot := q.Before
 	if snapshot == 0 {
 		if err := s.r.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM resource_versions`).Scan(&snapshot); err != nil {
@@ -283,14 +290,14 @@ func (s *SQL) History(ctx context.Context, q HistoryQuery) (*HistoryPage, error)
 	args = append(args, snapshot)
 	cond := " WHERE " + strings.Join(where, " AND ")
 	page := &HistoryPage{Snapshot: snapshot}
-	if err := s.r.QueryRowContext(ctx, s.d.rebind(`SELECT COUNT(*) FROM resource_versions`+cond), args...).Scan(&page.Total); err != nil {
+	if err := s.r.QueryRowContext(ctx, s.d.rebind(`SELECT COUNT(*) FROM resource_versions v`+cond), args...).Scan(&page.Total); err != nil {
 		return nil, fmt.Errorf("counting history: %w", err)
 	}
 	if q.Count <= 0 {
 		return page, nil
 	}
 	rows, err := s.r.QueryContext(ctx, s.d.rebind(`SELECT seq, res_type, res_id, version, last_updated, deleted, method, body
-		FROM resource_versions`+cond+` ORDER BY seq DESC LIMIT ? OFFSET ?`), append(args, q.Count, q.Offset)...)
+		FROM resource_versions v`+cond+` ORDER BY seq DESC LIMIT ? OFFSET ?`), append(args, q.Count, q.Offset)...)
 	if err != nil {
 		return nil, fmt.Errorf("reading history: %w", err)
 	}

@@ -116,7 +116,10 @@ type HistoryQuery struct {
 	Type  string // empty for system history
 	ID    string // empty for type or system history
 	Since time.Time
-	At    time.Time // versions current at this instant (_at); zero for none
+	// At, when set, keeps only the version of each resource that was current at that
+	// instant: the last one recorded at or before it (a deletion, when the resource was
+	// deleted then). An instance history with At is the resource as it stood at At.
+	At time.Time
 	// Before bounds the result to versions with sequence numbers at most Before so that paging
 	// stays stable while writes happen; zero means no bound.
 	Before int64
