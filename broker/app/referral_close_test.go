@@ -7,9 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hjbroker/hjbroker/broker/app"
 	"github.com/hjbroker/hjbroker/broker/app/apptest"
 	"github.com/hjbroker/hjbroker/broker/app/deliverytest"
 	"github.com/hjbroker/hjbroker/broker/store/storetest"
+	"github.com/hjbroker/hjbroker/profiles/fhirpath"
+	"github.com/hjbroker/hjbroker/profiles/r4model"
+	"github.com/hjbroker/hjbroker/profiles/validate"
 )
 
 // TestEndingReferralTaskClosesServiceRequest: when probation ends a referral's Task, the
@@ -87,6 +91,16 @@ func TestEndingReferralTaskClosesServiceRequest(t *testing.T) {
 				} {
 					if got := apptest.Get(prov, path); got != want {
 						t.Errorf("Provenance %s = %v, want %q", path, got, want)
+					}
+				}
+				// Both are valid UK Core.
+				v, err := app.NewValidator(fhirpath.NewEngine(r4model.Load()), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, res := range []map[string]any{prov, s.Do(http.MethodGet, srRef, nil).Want(t, http.StatusOK).JSON} {
+					if r := v.Validate(res, validate.Options{}); !r.Valid() {
+						t.Errorf("%s is not valid: %v", res["resourceType"], r.Issues)
 					}
 				}
 				// The recorder stays L&D: the broker revised L&D's record.
