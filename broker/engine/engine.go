@@ -101,6 +101,12 @@ type Config struct {
 	// writes (nil for the broker's own writes); prev is nil for a create or a write after a
 	// deletion. An error (an *outcome.Error for the client) rolls the write back.
 	Transitions map[string]func(a *Access, prev, next map[string]any) error
+	// Consequences, by resource type, derive from a stored change (prev nil for a create,
+	// next nil for a deletion) the changes the broker makes to other resources because of
+	// it. They are written inside the same transaction, validated, indexed and routed like
+	// any write (WriteEvent.Cause set), with a Provenance each; the writer needs no scope on
+	// them. An error rolls the whole write back.
+	Consequences map[string]func(prev, next map[string]any) []Consequence
 	// Summary is optional; without it _summary=true drops only the narrative.
 	Summary Summaries
 	Limits  Limits
