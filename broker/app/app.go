@@ -272,8 +272,12 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 		OnWrite:     n.routing.onWrite,
 		AfterCommit: n.routing.afterCommit,
 		Searches:    map[string]engine.Operation{"AuditEvent": auditSearch(n.Audit)},
+		Reads:       map[string]engine.Operation{"AuditEvent": auditRead(n.Audit)},
 		Checks:      []func(string, map[string]any) []outcome.Issue{consentCheck},
 		Transitions: map[string]func(*engine.Access, map[string]any, map[string]any) error{"Task": checkReferralTask},
+
+		// An ending referral Task closes its ServiceRequest (docs/ld-and-referrals.md).
+		Consequences: map[string]func(map[string]any, map[string]any) []engine.Consequence{"Task": referralConsequences},
 	})
 	if err != nil {
 		return nil, err

@@ -178,26 +178,17 @@ func (d *documentOps) versionAt(ctx context.Context, cur *store.Resource, t time
 	return m, nil
 }
 
-// versionBefore walks an instance's history, newest first, to the latest version recorded
-// at or before t (nil when none).
+// versionBefore reads the version of an instance current at t: the latest recorded at or
+// before t (nil when none).
 func (d *documentOps) versionBefore(ctx context.Context, typ, id string, t time.Time) (*store.Resource, error) {
-	const pageSize = 50
-	q := store.HistoryQuery{Type: typ, ID: id, Count: pageSize}
-	for {
-		page, err := d.n.Store.History(ctx, q)
-		if err != nil {
-			return nil, fmt.Errorf("reading the history of %s/%s: %w", typ, id, err)
-		}
-		for _, v := range page.Entries {
-			if !v.LastUpdated.After(t) {
-				return v, nil
-			}
-		}
-		if len(page.Entries) < pageSize {
-			return nil, nil
-		}
-		q.Before, q.Offset = page.Snapshot, q.Offset+pageSize
+	page, err := d.n.Store.History(ctx, store.HistoryQuery{Type: typ, ID: id, At: t, Count: 1})
+	if err != nil {
+		return nil, fmt.Errorf("reading %s/%s as it stood at %s: %w", typ, id, t.UTC().Format(time.RFC3339), err)
 	}
+	if len(page.Entries) == 0 {
+		return nil, nil
+	}
+	return page.Entries[0], nil
 }
 
 // episode is the record of one custody episode: the patient's resources of the hand-back

@@ -7,14 +7,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/hjbroker/hjbroker/broker/app"
 	"github.com/hjbroker/hjbroker/broker/app/apptest"
@@ -89,40 +85,7 @@ func startDemo(t *testing.T, courtURL string, gp *recorder) *apptest.Server {
 // newDemo is startDemo on a backend, with routing not yet started.
 func newDemo(t *testing.T, b storetest.Backend, courtURL string, gp *recorder) *apptest.Server {
 	t.Helper()
-	raw, err := os.ReadFile("../config/demo.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg map[string]any
-	if err := yaml.Unmarshal(raw, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	urls := map[string]string{"court-fhir": courtURL, "gp-fhir": gp.URL + "/fhir"}
-	set := 0
-	for _, a := range cfg["agencies"].([]any) {
-		eps, _ := a.(map[string]any)["endpoints"].([]any)
-		for _, e := range eps {
-			ep := e.(map[string]any)
-			if u, ok := urls[ep["id"].(string)]; ok {
-				ep["url"] = u
-				set++
-			}
-		}
-	}
-	if set != len(urls) {
-		t.Fatalf("the demo configuration has %d of the endpoints %v", set, urls)
-	}
-	out, err := yaml.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	path := filepath.Join(dir, "demo.yaml")
-	if err := os.WriteFile(path, out, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return apptest.Start(t, b, app.Config{ConfigFile: path,
-		Routing: app.RoutingOptions{RetryBase: 50 * time.Millisecond, RetryMax: 300 * time.Millisecond, Lease: 10 * time.Second}})
+	return newDemoNode(t, b, map[string]string{"court-fhir": courtURL, "gp-fhir": gp.URL + "/fhir"})
 }
 
 func create(t *testing.T, s *apptest.Server, client string, res map[string]any) string {

@@ -1,31 +1,17 @@
 package app_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hjbroker/hjbroker/broker/app/apptest"
+	"github.com/hjbroker/hjbroker/mappings/mappingtest"
 )
 
 const ingestPath = "$ingest-clinical-entries"
-
-func readFixture(t *testing.T, path string) map[string]any {
-	t.Helper()
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(raw, &m); err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
 
 // countAll is the number of stored resources of each type the ingest paths write.
 func countAll(t *testing.T, s *apptest.Server, types ...string) map[string]int {
@@ -44,7 +30,7 @@ var clinicalTypes = []string{"Patient", "Encounter", "Observation", "Condition",
 // Provenance of the mapping.
 func TestIngestClinicalEntries(t *testing.T) {
 	apptest.ForEachBackend(t, func(t *testing.T, s *apptest.Server) {
-		entries := readFixture(t, "../../mappings/clinical/testdata/full.input.json")
+		entries := mappingtest.ReadJSON(t, "../../mappings/clinical/testdata/full.input.json")
 		r := s.DoAs("custody-hcp", http.MethodPost, ingestPath, entries, "Content-Type: application/json").Want(t, http.StatusOK)
 		if r.Str("type") != "transaction-response" {
 			t.Fatalf("type %q; body %s", r.Str("type"), r.Raw)
@@ -140,7 +126,7 @@ func TestIngestClinicalEntries(t *testing.T) {
 // as warnings on the entries they concern.
 func TestIngestClinicalEntriesWarnings(t *testing.T) {
 	apptest.ForEachBackend(t, func(t *testing.T, s *apptest.Server) {
-		entries := readFixture(t, "../../mappings/clinical/testdata/unknown-codes.input.json")
+		entries := mappingtest.ReadJSON(t, "../../mappings/clinical/testdata/unknown-codes.input.json")
 		r := s.DoAs("custody-hcp", http.MethodPost, ingestPath, entries, "Content-Type: application/json").Want(t, http.StatusOK)
 		var warned []string
 		for i, e := range r.Entries() {
@@ -190,7 +176,7 @@ func asList(v any) []any {
 func TestIngestClinicalEntriesBadInput(t *testing.T) {
 	apptest.ForEachBackend(t, func(t *testing.T, s *apptest.Server) {
 		good := func() map[string]any {
-			return readFixture(t, "../../mappings/clinical/testdata/full.input.json")
+			return mappingtest.ReadJSON(t, "../../mappings/clinical/testdata/full.input.json")
 		}
 		before := countAll(t, s, clinicalTypes...)
 		for _, tc := range []struct {
@@ -267,7 +253,7 @@ func TestIngestClinicalEntriesAtomic(t *testing.T) {
 				"identifier": []any{map[string]any{"system": "https://hjbroker.dev/fhir/Id/custody-episode", "value": "XCS02/EP-9"}}}).Want(t, http.StatusCreated)
 		}
 		before := countAll(t, s, clinicalTypes...)
-		r := s.DoAs("custody-hcp", http.MethodPost, ingestPath, readFixture(t, "../../mappings/clinical/testdata/minimal.input.json"), "Content-Type: application/json")
+		r := s.DoAs("custody-hcp", http.MethodPost, ingestPath, mappingtest.ReadJSON(t, "../../mappings/clinical/testdata/minimal.input.json"), "Content-Type: application/json")
 		if r.Status < 400 {
 			t.Fatalf("status %d: %s", r.Status, r.Raw)
 		}
@@ -294,7 +280,7 @@ func contains(list []string, s string) bool {
 // statuses are CodeableConcepts, and the authorisation and issue are linked.
 func TestImportCareConnect(t *testing.T) {
 	apptest.ForEachBackend(t, func(t *testing.T, s *apptest.Server) {
-		record := readFixture(t, "../../mappings/careconnect/testdata/structured-record.input.json")
+		record := mappingtest.ReadJSON(t, "../../mappings/careconnect/testdata/structured-record.input.json")
 		r := s.DoAs("custody-hcp", http.MethodPost, "$import-careconnect", record).Want(t, http.StatusOK)
 		if r.Str("type") != "transaction-response" || len(r.Entries()) != 15 {
 			t.Fatalf("answer: %s", r.Raw)
@@ -335,7 +321,7 @@ func TestImportCareConnect(t *testing.T) {
 // nothing is stored.
 func TestImportCareConnectRefused(t *testing.T) {
 	apptest.ForEachBackend(t, func(t *testing.T, s *apptest.Server) {
-		record := readFixture(t, "../../mappings/careconnect/testdata/structured-record.input.json")
+		record := mappingtest.ReadJSON(t, "../../mappings/careconnect/testdata/structured-record.input.json")
 		record["entry"].([]any)[7].(map[string]any)["resource"].(map[string]any)["clinicalStatus"] = "current"
 		before := countAll(t, s, "Patient", "Organization", "Practitioner", "List", "Condition", "AllergyIntolerance")
 		r := s.DoAs("custody-hcp", http.MethodPost, "$import-careconnect", record).Want(t, http.StatusUnprocessableEntity)

@@ -2,12 +2,9 @@ package app_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,9 +12,9 @@ import (
 	"github.com/hjbroker/hjbroker/broker/app"
 	"github.com/hjbroker/hjbroker/broker/app/apptest"
 	"github.com/hjbroker/hjbroker/broker/app/deliverytest"
-	"github.com/hjbroker/hjbroker/broker/config"
 	"github.com/hjbroker/hjbroker/broker/store/storetest"
 	"github.com/hjbroker/hjbroker/mappings/ld"
+	"github.com/hjbroker/hjbroker/mappings/mappingtest"
 )
 
 const (
@@ -27,34 +24,13 @@ const (
 // demoSinks are sinks standing in for the demo configuration's agency endpoints.
 type demoSinks struct{ ld, probation *deliverytest.Sink }
 
-// startDemo runs a node with the built-in demo configuration, its L&D and probation
-// endpoints pointed at sinks (others stay on the discard port).
+// startReferralDemo runs a node with the built-in demo configuration, its L&D and
+// probation endpoints pointed at sinks (others stay on the discard port).
 func startReferralDemo(t *testing.T, b storetest.Backend) (*apptest.Server, demoSinks) {
 	t.Helper()
 	sk := demoSinks{deliverytest.NewSink(), deliverytest.NewSink()}
 	t.Cleanup(func() { sk.ld.Close(); sk.probation.Close() })
-	urls := map[string]string{"ld-team-fhir": sk.ld.FHIRBase(), "probation-messaging": sk.probation.FHIRBase()}
-	var out []string
-	endpoint := ""
-	for _, line := range strings.Split(string(config.DemoYAML()), "\n") {
-		trimmed := strings.TrimSpace(line)
-		if id, ok := strings.CutPrefix(trimmed, "- id: "); ok {
-			endpoint = id
-		}
-		if strings.HasPrefix(trimmed, "url: ") && urls[endpoint] != "" {
-			line = line[:strings.Index(line, "url: ")] + "url: " + urls[endpoint]
-		}
-		out = append(out, line)
-	}
-	dir := t.TempDir()
-	path := filepath.Join(dir, "demo.yaml")
-	if err := os.WriteFile(path, []byte(strings.Join(out, "\n")), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if b.DataDir == "" && b.StoreURL == "" {
-		b.DataDir = dir
-	}
-	s := apptest.Start(t, b, app.Config{ConfigFile: path, Routing: app.RoutingOptions{RetryBase: 50 * time.Millisecond, RetryMax: 300 * time.Millisecond}})
+	s := newDemoNode(t, b, map[string]string{"ld-team-fhir": sk.ld.FHIRBase(), "probation-messaging": sk.probation.FHIRBase()})
 	s.Node.Start(context.Background())
 	return s, sk
 }
@@ -66,14 +42,7 @@ func sqlite(t *testing.T) storetest.Backend {
 // assessmentQR reads the assessment test response of mappings/ld, for patient.
 func assessmentQR(t *testing.T, patient string) map[string]any {
 	t.Helper()
-	raw, err := os.ReadFile("../../mappings/ld/testdata/assessment.qr.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var qr map[string]any
-	if err := json.Unmarshal(raw, &qr); err != nil {
-		t.Fatal(err)
-	}
+	qr := mappingtest.ReadJSON(t, "../../mappings/ld/testdata/assessment.qr.json")
 	delete(qr, "id")
 	qr["subject"] = map[string]any{"reference": patient}
 	return qr

@@ -180,6 +180,20 @@ func auditSearch(trail *audit.Trail) engine.Operation {
 	}
 }
 
+// auditRead serves GET /fhir/AuditEvent/{id} from the tamper-evident trail.
+func auditRead(trail *audit.Trail) engine.Operation {
+	return func(ctx context.Context, req *engine.Request, typ, id string) (*engine.Response, error) {
+		ae, found, err := trail.Get(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			return nil, outcome.New(http.StatusNotFound, "not-found", "AuditEvent/%s is not known", id)
+		}
+		return &engine.Response{Status: http.StatusOK, Body: ae, Interaction: "read"}, nil
+	}
+}
+
 // dateBound applies one date=<prefix><date> value to the filter.
 func dateBound(f *audit.Filter, v string) error {
 	prefix := "eq"

@@ -177,3 +177,16 @@ func checkReferralTask(a *engine.Access, prev, next map[string]any) error {
 	}
 	return referral.CheckTask(actor, prev, next)
 }
+
+// referralConsequences closes a referral's ServiceRequest when its Task ends
+// (referral.Closes), as the broker's own change in the Task's transaction.
+func referralConsequences(prev, next map[string]any) []engine.Consequence {
+	c, ok := referral.Closes(prev, next)
+	if !ok {
+		return nil
+	}
+	return []engine.Consequence{{
+		Type: "ServiceRequest", ID: c.ServiceRequest, Change: c.Apply,
+		Reason: fmt.Sprintf("referral Task/%s moved to %s, so its ServiceRequest is %s", str(next, "id"), c.TaskStatus, c.Status),
+	}}
+}

@@ -331,7 +331,8 @@ var lifecycleDisplay = map[string]string{
 // indexFields are the searchable columns of a stored event. They are derived from the hashed
 // AuditEvent, so Verify can re-derive them and catch edits of the index columns too.
 type indexFields struct {
-	recorded int64 // Unix microseconds
+	id       string // the AuditEvent id
+	recorded int64  // Unix microseconds
 	action   string
 	outcome  string
 	client   string
@@ -343,6 +344,7 @@ type indexFields struct {
 // from JSON, so nested values are []any and map[string]any).
 func indexOf(ae map[string]any) (indexFields, error) {
 	var f indexFields
+	f.id, _ = ae["id"].(string)
 	rec, _ := ae["recorded"].(string)
 	t, err := time.Parse(time.RFC3339Nano, rec)
 	if err != nil {

@@ -123,7 +123,7 @@ func renderBody(body []byte) ([]byte, error) {
 	return resource.Encode(ae), nil
 }
 
-// recordIndex derives the searchable columns from a decoded record, as prepare does.
+// recordIndex derives the searchable columns from an event, as prepare does (the id apart).
 func recordIndex(e Event) indexFields {
 	return indexFields{
 		recorded: e.Time.UTC().Truncate(time.Microsecond).UnixMicro(),

@@ -2,7 +2,9 @@ package audit
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -34,6 +36,23 @@ type Result struct {
 	Total int64
 	// Events are the AuditEvent resources, newest first, rendered from the hashed records.
 	Events []json.RawMessage
+}
+
+// Get returns the AuditEvent with the given id; found is false when the trail has none.
+func (t *Trail) Get(ctx context.Context, id string) (ae json.RawMessage, found bool, err error) {
+	var body string
+	err = t.db.QueryRowContext(ctx, t.rebind(`SELECT body FROM audit_events WHERE event_id = ? ORDER BY seq LIMIT 1`), id).Scan(&body)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("audit: reading event %s: %w", id, err)
+	}
+	out, err := renderBody([]byte(body))
+	if err != nil {
+		return nil, false, fmt.Errorf("audit: reading event %s: %w", id, err)
+	}
+	return out, true, nil
 }
 
 // Search returns the events matching f, newest first.

@@ -52,6 +52,21 @@ func Migrations() []store.Migration {
 				`CREATE INDEX audit_event_patients_patient ON audit_event_patients (patient, seq)`,
 			}
 		},
+	}, {
+		// The event's id, so GET AuditEvent/{id} finds it; filled in for events already stored.
+		Version: 201,
+		Name:    "audit event ids",
+		Statements: func(dialect string) []string {
+			backfill := `UPDATE audit_events SET event_id = json_extract(body, '$.id')`
+			if dialect == "postgres" {
+				backfill = `UPDATE audit_events SET event_id = body::json->>'id'`
+			}
+			return []string{
+				`ALTER TABLE audit_events ADD COLUMN event_id TEXT NOT NULL DEFAULT ''`,
+				backfill,
+				`CREATE INDEX audit_events_event_id ON audit_events (event_id)`,
+			}
+		},
 	}}
 }
 
@@ -89,11 +104,14 @@ func prepare(e Event) (prepared, error) {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
-	body, err := encodeRecord(uuid.NewString(), e)
+	id := uuid.NewString()
+	body, err := encodeRecord(id, e)
 	if err != nil {
 		return prepared{}, err
 	}
-	return prepared{body: body, idx: recordIndex(e)}, nil
+	idx := recordIndex(e)
+	idx.id = id
+	return prepared{body: body, idx: idx}, nil
 }
 
 // chainHash is SHA-256(prev || body) with prev decoded from hex.
@@ -194,15 +212,15 @@ func (t *Trail) appendTx(ctx context.Context, tx *sql.Tx, ps []prepared) error {
 	for start := 0; start < len(rows); start += rowsPerInsert {
 		chunk := rows[start:min(start+rowsPerInsert, len(rows))]
 		var sb strings.Builder
-		sb.WriteString(`INSERT INTO audit_events (seq, recorded, action, outcome, client, agency, body, prev_hash, hash) VALUES `)
-		args := make([]any, 0, len(chunk)*9)
+		sb.WriteString(`INSERT INTO audit_events (seq, recorded, action, outcome, client, agency, event_id, body, prev_hash, hash) VALUES `)
+		args := make([]any, 0, len(chunk)*10)
 		for i, r := range chunk {
 			if i > 0 {
 				sb.WriteByte(',')
 			}
-			sb.WriteString(`(?,?,?,?,?,?,?,?,?)`)
+			sb.WriteString(`(?,?,?,?,?,?,?,?,?,?)`)
 			args = append(args, r.seq, r.p.idx.recorded, r.p.idx.action, r.p.idx.outcome, r.p.idx.client, r.p.idx.agency,
-				string(r.p.body), r.prev, r.hash)
+				r.p.idx.id, string(r.p.body), r.prev, r.hash)
 			for _, pt := range r.p.idx.patients {
 				patients = append(patients, r.seq, pt)
 			}

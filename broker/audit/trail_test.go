@@ -143,59 +143,95 @@ func canonical(t *testing.T, m map[string]any) string {
 }
 
 // Trails written before events were stored as compact records hold AuditEvent JSON bodies:
-// they still verify, search and detect edits.
+// after the upgrade they still verify, search, read by id and detect edits.
 func TestLegacyAuditEventBodiesStillVerify(t *testing.T) {
+	for _, b := range storetest.Backends(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			ctx := context.Background()
+			// The trail as the first audit migration left it, with one event as then written:
+			// the AuditEvent JSON itself hashed into the chain.
+			old, err := store.Open(ctx, b.StoreURL, b.DataDir, store.Options{Migrations: audit.Migrations()[:1]})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := event(2)
+			ae := audit.ToAuditEvent(e)
+			ae["id"] = "legacy-1"
+			body := string(resource.Encode(ae))
+			pb, _ := hex.DecodeString(audit.GenesisHash)
+			h := sha256.Sum256(append(pb, body...))
+			hash := hex.EncodeToString(h[:])
+			for _, q := range []struct {
+				sql  string
+				args []any
+			}{
+				{`INSERT INTO audit_events (seq, recorded, action, outcome, client, agency, body, prev_hash, hash) VALUES (1, ?, 'read', '0', 'custody-hcp', 'custody', ?, ?, ?)`,
+					[]any{e.Time.UnixMicro(), body, audit.GenesisHash, hash}},
+				{`INSERT INTO audit_event_patients (seq, patient) VALUES (1, 'Patient/p2')`, nil},
+				{`UPDATE audit_chain_head SET seq = 1, hash = ? WHERE id = 1`, []any{hash}},
+			} {
+				if _, err := old.DB().ExecContext(ctx, old.Rebind(q.sql), q.args...); err != nil {
+					t.Fatal(err)
+				}
+			}
+			old.Close()
+
+			s := openStore(t, b) // every migration: the event ids are filled in
+			tr := audit.NewTrail(s)
+			if err := tr.Append(ctx, event(3)); err != nil {
+				t.Fatal(err)
+			}
+			mustVerifyOK(t, tr, 2)
+			res, err := tr.Search(ctx, audit.Filter{Patient: "Patient/p2"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Events) != 1 || string(res.Events[0]) != body {
+				t.Fatalf("legacy event served as %s, want it unchanged", res.Events)
+			}
+			got, found, err := tr.Get(ctx, "legacy-1")
+			if err != nil || !found || string(got) != body {
+				t.Fatalf("Get(legacy-1) = %s, %v, %v", got, found, err)
+			}
+			if _, err := s.DB().ExecContext(ctx, `UPDATE audit_events SET body = REPLACE(body, '"custody-hcp"', '"someone-else"') WHERE seq = 1`); err != nil {
+				t.Fatal(err)
+			}
+			rep, err := tr.Verify(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.OK || rep.Break == nil || rep.Break.Seq != 1 || rep.Break.Kind != audit.BreakContentChanged {
+				t.Fatalf("edited legacy body: %+v", rep.Break)
+			}
+		})
+	}
+}
+
+func TestGetByID(t *testing.T) {
 	eachBackend(t, func(t *testing.T, _ storetest.Backend, s *store.SQL) {
 		ctx := context.Background()
 		tr := audit.NewTrail(s)
-		if err := tr.Append(ctx, event(1)); err != nil {
-			t.Fatal(err)
-		}
-		// Write seq 2 as an earlier version did: the AuditEvent JSON itself is hashed.
-		var prev string
-		if err := s.DB().QueryRow(`SELECT hash FROM audit_chain_head WHERE id = 1`).Scan(&prev); err != nil {
-			t.Fatal(err)
-		}
-		e := event(2)
-		ae := audit.ToAuditEvent(e)
-		ae["id"] = "legacy-2"
-		body := string(resource.Encode(ae))
-		pb, _ := hex.DecodeString(prev)
-		h := sha256.Sum256(append(pb, body...))
-		hash := hex.EncodeToString(h[:])
-		for _, q := range []struct {
-			sql  string
-			args []any
-		}{
-			{`INSERT INTO audit_events (seq, recorded, action, outcome, client, agency, body, prev_hash, hash) VALUES (2, ?, 'read', '0', 'custody-hcp', 'custody', ?, ?, ?)`,
-				[]any{e.Time.UnixMicro(), body, prev, hash}},
-			{`INSERT INTO audit_event_patients (seq, patient) VALUES (2, 'Patient/p2')`, nil},
-			{`UPDATE audit_chain_head SET seq = 2, hash = ? WHERE id = 1`, []any{hash}},
-		} {
-			if _, err := s.DB().ExecContext(ctx, s.Rebind(q.sql), q.args...); err != nil {
+		for i := 1; i <= 3; i++ {
+			if err := tr.Append(ctx, event(i)); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if err := tr.Append(ctx, event(3)); err != nil {
-			t.Fatal(err)
+		res, err := tr.Search(ctx, audit.Filter{})
+		if err != nil || len(res.Events) != 3 {
+			t.Fatalf("search: %d events, %v", len(res.Events), err)
 		}
-		mustVerifyOK(t, tr, 3)
-		res, err := tr.Search(ctx, audit.Filter{Patient: "Patient/p2"})
-		if err != nil {
-			t.Fatal(err)
+		for _, ev := range res.Events {
+			var m map[string]any
+			if err := json.Unmarshal(ev, &m); err != nil {
+				t.Fatal(err)
+			}
+			got, found, err := tr.Get(ctx, m["id"].(string))
+			if err != nil || !found || string(got) != string(ev) {
+				t.Fatalf("Get(%s) = %s, %v, %v; want %s", m["id"], got, found, err, ev)
+			}
 		}
-		if len(res.Events) != 1 || string(res.Events[0]) != body {
-			t.Fatalf("legacy event served as %s, want it unchanged", res.Events)
-		}
-		if _, err := s.DB().ExecContext(ctx, `UPDATE audit_events SET body = REPLACE(body, '"custody-hcp"', '"someone-else"') WHERE seq = 2`); err != nil {
-			t.Fatal(err)
-		}
-		rep, err := tr.Verify(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if rep.OK || rep.Break == nil || rep.Break.Seq != 2 || rep.Break.Kind != audit.BreakContentChanged {
-			t.Fatalf("edited legacy body: %+v", rep.Break)
+		if _, found, err := tr.Get(ctx, "no-such-event"); found || err != nil {
+			t.Fatalf("unknown id: found %v, %v", found, err)
 		}
 	})
 }
@@ -234,10 +270,11 @@ func TestTamperingIsDetected(t *testing.T) {
 		{"hash edited in last row", `UPDATE audit_events SET hash = '` + audit.GenesisHash + `' WHERE seq = ?`, n, audit.BreakHashMismatch},
 		{"prev_hash edited", `UPDATE audit_events SET prev_hash = '` + audit.GenesisHash + `' WHERE seq = ?`, 6, audit.BreakLinkMismatch},
 		{"agency column edited", `UPDATE audit_events SET agency = 'court' WHERE seq = ?`, 3, audit.BreakIndexMismatch},
+		{"event id column edited", `UPDATE audit_events SET event_id = 'another' WHERE seq = ?`, 3, audit.BreakIndexMismatch},
 		{"recorded column edited", `UPDATE audit_events SET recorded = recorded + 1 WHERE seq = ?`, 7, audit.BreakIndexMismatch},
 		{"patient index row deleted", `DELETE FROM audit_event_patients WHERE seq = ?`, 4, audit.BreakIndexMismatch},
-		{"row inserted beyond the head", `INSERT INTO audit_events (seq, recorded, action, outcome, client, agency, body, prev_hash, hash)
-			SELECT ? + 1, recorded, action, outcome, client, agency, body, hash, hash FROM audit_events WHERE seq = ` + fmt.Sprint(n), n, audit.BreakOutsideChain},
+		{"row inserted beyond the head", `INSERT INTO audit_events (seq, recorded, action, outcome, client, agency, event_id, body, prev_hash, hash)
+			SELECT ? + 1, recorded, action, outcome, client, agency, event_id, body, hash, hash FROM audit_events WHERE seq = ` + fmt.Sprint(n), n, audit.BreakOutsideChain},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

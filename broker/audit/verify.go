@@ -53,10 +53,10 @@ type Report struct {
 }
 
 type vrow struct {
-	seq, recorded                   int64
-	action, outcome, client, agency string
-	body, prev, hash                string
-	patients                        []string
+	seq, recorded                            int64
+	action, outcome, client, agency, eventID string
+	body, prev, hash                         string
+	patients                                 []string
 }
 
 const verifyPage = 1000
@@ -163,7 +163,7 @@ func (t *Trail) Verify(ctx context.Context) (Report, error) {
 
 // page reads up to verifyPage rows with after < seq <= upto, with their patient rows.
 func (t *Trail) page(ctx context.Context, after, upto int64) ([]vrow, error) {
-	rows, err := t.db.QueryContext(ctx, t.rebind(`SELECT seq, recorded, action, outcome, client, agency, body, prev_hash, hash
+	rows, err := t.db.QueryContext(ctx, t.rebind(`SELECT seq, recorded, action, outcome, client, agency, event_id, body, prev_hash, hash
 		FROM audit_events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?`), after, upto, verifyPage)
 	if err != nil {
 		return nil, fmt.Errorf("audit verify: reading events: %w", err)
@@ -171,7 +171,7 @@ func (t *Trail) page(ctx context.Context, after, upto int64) ([]vrow, error) {
 	var page []vrow
 	for rows.Next() {
 		var r vrow
-		if err := rows.Scan(&r.seq, &r.recorded, &r.action, &r.outcome, &r.client, &r.agency, &r.body, &r.prev, &r.hash); err != nil {
+		if err := rows.Scan(&r.seq, &r.recorded, &r.action, &r.outcome, &r.client, &r.agency, &r.eventID, &r.body, &r.prev, &r.hash); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("audit verify: reading events: %w", err)
 		}
@@ -211,11 +211,12 @@ func (t *Trail) page(ctx context.Context, after, upto int64) ([]vrow, error) {
 func indexProblem(r *vrow) string {
 	var want indexFields
 	if isRecord([]byte(r.body)) {
-		_, e, err := decodeRecord([]byte(r.body))
+		id, e, err := decodeRecord([]byte(r.body))
 		if err != nil {
 			return "body is not an event record this broker wrote: " + err.Error()
 		}
 		want = recordIndex(e)
+		want.id = id
 	} else {
 		var ae map[string]any
 		if err := json.Unmarshal([]byte(r.body), &ae); err != nil {
@@ -227,13 +228,14 @@ func indexProblem(r *vrow) string {
 		}
 	}
 	slices.Sort(want.patients)
-	got := indexFields{r.recorded, r.action, r.outcome, r.client, r.agency, r.patients}
+	got := indexFields{r.eventID, r.recorded, r.action, r.outcome, r.client, r.agency, r.patients}
 	var diffs []error
 	cmp := func(col string, g, w any) {
 		if g != w {
 			diffs = append(diffs, fmt.Errorf("%s is %v, the hashed event says %v", col, g, w))
 		}
 	}
+	cmp("event_id", got.id, want.id)
 	cmp("recorded", got.recorded, want.recorded)
 	cmp("action", got.action, want.action)
 	cmp("outcome", got.outcome, want.outcome)

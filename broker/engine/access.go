@@ -559,8 +559,12 @@ type WriteEvent struct {
 	Stored, Previous *store.Resource
 	// Resource is the stored JSON (nil for a deletion).
 	Resource map[string]any
-	// Access is who wrote it; nil for the broker's own writes.
+	// Access is who wrote it, or, for a consequence, whose write brought it about; nil for
+	// the broker's own writes.
 	Access *Access
+	// Cause, for a consequence (Config.Consequences), is the version whose write brought it
+	// about; nil for a write a client asked for.
+	Cause *store.Resource
 }
 
 // notify reports a stored change to the configured OnWrite hook.
@@ -569,7 +573,11 @@ func (e *Engine) notify(ctx context.Context, tx store.Tx, stored, prev *store.Re
 		return nil
 	}
 	a, _ := ctx.Value(accessKey{}).(*Access)
-	return e.cfg.OnWrite(ctx, tx, WriteEvent{Stored: stored, Previous: prev, Resource: res, Access: a})
+	ev := WriteEvent{Stored: stored, Previous: prev, Resource: res, Access: a}
+	if chain := causeOf(ctx); len(chain) > 0 {
+		ev.Cause = chain[len(chain)-1]
+	}
+	return e.cfg.OnWrite(ctx, tx, ev)
 }
 
 // writeTx runs a write transaction and, once it has committed, the AfterCommit hook.
@@ -587,7 +595,7 @@ func (e *Engine) writeTx(ctx context.Context, fn func(tx store.Tx) error) error 
 // (normalised it with the named mapping), naming the source client and agency.
 func (e *Engine) provenance(ctx context.Context, tx store.Tx, target *store.Resource, mapping string) error {
 	source, ods := "hjbroker", ""
-	if a, ok := ctx.Value(accessKey{}).(*Access); ok {
+	if a, ok := ctx.Value(accessKey{}).(*Access); ok && a != nil {
 		source, ods = a.ClientID, a.AgencyODS
 	}
 	ref := target.Type + "/" + target.ID + "/_history/" + strconv.FormatInt(target.Version, 10)

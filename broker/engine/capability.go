@@ -171,6 +171,8 @@ func (e *Engine) resourceCapability(t string, types []string, scopes Scopes, v *
 		return e.conformanceCapability(t, v)
 	}
 	allowed := func(p byte) bool { return scopes.Allows(t, p) }
+	kept := e.kept(t)
+	_, readable := e.cfg.Reads[t]
 	var inter []any
 	for _, in := range []struct {
 		code string
@@ -179,6 +181,10 @@ func (e *Engine) resourceCapability(t string, types []string, scopes Scopes, v *
 		{"read", 'r'}, {"vread", 'r'}, {"update", 'u'}, {"patch", 'u'}, {"delete", 'd'},
 		{"history-instance", 'r'}, {"history-type", 'r'}, {"create", 'c'}, {"search-type", 's'},
 	} {
+		// A type kept outside the store has no versions and is written by the broker only.
+		if kept && !(in.code == "search-type" || in.code == "read" && readable) {
+			continue
+		}
 		if allowed(in.perm) {
 			inter = append(inter, map[string]any{"code": in.code})
 		}
@@ -186,11 +192,18 @@ func (e *Engine) resourceCapability(t string, types []string, scopes Scopes, v *
 	if len(inter) == 0 {
 		return nil
 	}
+	canRead := allowed('r')
+	versioning := "versioned-update"
+	if kept {
+		// No history, updates, creates or deletes to describe.
+		allowed = func(p byte) bool { return p == 's' && scopes.Allows(t, p) }
+		versioning = "no-version"
+	}
 	r := map[string]any{
 		"type":            t,
 		"profile":         e.baseProfile(t),
 		"interaction":     inter,
-		"versioning":      "versioned-update",
+		"versioning":      versioning,
 		"referencePolicy": []any{"literal", "logical"},
 	}
 	if sp := e.cfg.Capability.SupportedProfiles[t]; len(sp) > 0 {
@@ -271,7 +284,7 @@ func (e *Engine) resourceCapability(t string, types []string, scopes Scopes, v *
 			r["searchRevInclude"] = revincludes
 		}
 	}
-	if ops := e.typeOperations(t, allowed('r')); len(ops) > 0 {
+	if ops := e.typeOperations(t, canRead); len(ops) > 0 {
 		r["operation"] = ops
 	}
 	if v != nil && v.TypeDocumentation != nil {

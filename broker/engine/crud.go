@@ -87,6 +87,9 @@ func (e *Engine) write(ctx context.Context, tx store.Tx, typ, id string, res map
 	if cur != nil {
 		version = cur.Version + 1
 	}
+	if err := e.writable(typ); err != nil {
+		return nil, err
+	}
 	if err := e.checkTransition(ctx, typ, cur, res); err != nil {
 		return nil, err
 	}
@@ -98,8 +101,10 @@ func (e *Engine) write(ctx context.Context, tx store.Tx, typ, id string, res map
 	meta := resource.Meta(res)
 	meta["versionId"] = strconv.FormatInt(version, 10)
 	meta["lastUpdated"] = instant(now)
-	if a, ok := ctx.Value(accessKey{}).(*Access); ok && a.AgencyID != "" {
+	if a, ok := ctx.Value(accessKey{}).(*Access); ok && a != nil && a.AgencyID != "" && causeOf(ctx) == nil {
 		// The recording agency, which consent defaults key on; never the client's own claim.
+		// A consequence keeps its target's: the broker revised the record, the recorder is
+		// unchanged.
 		meta["source"] = SourcePrefix + a.AgencyID
 	}
 	ix, err := e.cfg.Indexer.Index(typ, res)
@@ -113,6 +118,9 @@ func (e *Engine) write(ctx context.Context, tx store.Tx, typ, id string, res map
 	}
 	out := &store.Resource{Type: typ, ID: id, Version: version, LastUpdated: now, Method: method, Body: body}
 	if err := e.notify(ctx, tx, out, cur, res); err != nil {
+		return nil, err
+	}
+	if err := e.consequences(ctx, tx, out, cur, res); err != nil {
 		return nil, err
 	}
 	if normalised {
@@ -142,6 +150,9 @@ func (e *Engine) checkTransition(ctx context.Context, typ string, cur *store.Res
 
 // remove stores a deletion as the next version after cur.
 func (e *Engine) remove(ctx context.Context, tx store.Tx, cur *store.Resource) (*store.Resource, error) {
+	if err := e.writable(cur.Type); err != nil {
+		return nil, err
+	}
 	now := e.cfg.Clock().UTC().Truncate(time.Microsecond)
 	w := &store.Write{Type: cur.Type, ID: cur.ID, Version: cur.Version + 1, LastUpdated: now, Method: http.MethodDelete, Deleted: true}
 	if err := tx.Put(ctx, w); err != nil {
@@ -149,6 +160,9 @@ func (e *Engine) remove(ctx context.Context, tx store.Tx, cur *store.Resource) (
 	}
 	out := &store.Resource{Type: cur.Type, ID: cur.ID, Version: w.Version, LastUpdated: now, Method: http.MethodDelete, Deleted: true}
 	if err := e.notify(ctx, tx, out, cur, nil); err != nil {
+		return nil, err
+	}
+	if err := e.consequences(ctx, tx, out, cur, nil); err != nil {
 		return nil, err
 	}
 	return out, nil

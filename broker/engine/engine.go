@@ -79,8 +79,12 @@ type Config struct {
 	// Capability is what the CapabilityStatements are made of besides the engine itself.
 	Capability CapabilityConfig
 	// Searches serves type-level searches of types kept outside the resource store
-	// (AuditEvent from the audit trail).
+	// (AuditEvent from the audit trail). Such types are read-only: every write of one,
+	// directly or in a Bundle, is refused with 405.
 	Searches map[string]Operation
+	// Reads serves instance reads of types kept outside the store; a type in Searches without
+	// a Read answers reads 404.
+	Reads map[string]Operation
 	// Resolvers, by resource type, look up outside the broker what a search by one
 	// identifier found nothing for (the Patient fallback to the PDS).
 	Resolvers map[string]Resolver
@@ -97,6 +101,12 @@ type Config struct {
 	// writes (nil for the broker's own writes); prev is nil for a create or a write after a
 	// deletion. An error (an *outcome.Error for the client) rolls the write back.
 	Transitions map[string]func(a *Access, prev, next map[string]any) error
+	// Consequences, by resource type, derive from a stored change (prev nil for a create,
+	// next nil for a deletion) the changes the broker makes to other resources because of
+	// it. They are written inside the same transaction, validated, indexed and routed like
+	// any write (WriteEvent.Cause set), with a Provenance each; the writer needs no scope on
+	// them. An error rolls the whole write back.
+	Consequences map[string]func(prev, next map[string]any) []Consequence
 	// Summary is optional; without it _summary=true drops only the narrative.
 	Summary Summaries
 	Limits  Limits
@@ -292,6 +302,9 @@ func (e *Engine) dispatch(ctx context.Context, req *Request) (*Response, error) 
 	}
 	if err := e.authorize(req, seg); err != nil {
 		return &Response{Interaction: "authorization"}, err
+	}
+	if len(seg) > 0 && e.kept(seg[0]) && !strings.HasPrefix(seg[len(seg)-1], "$") {
+		return e.keptElsewhere(ctx, req, m, seg, notAllowed)
 	}
 	switch len(seg) {
 	case 0:

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hjbroker/hjbroker/broker/outcome"
@@ -18,7 +19,9 @@ func rawJSON(b []byte) json.RawMessage { return json.RawMessage(b) }
 func jsonInt(n int) json.Number { return json.Number(strconv.Itoa(n)) }
 
 // history serves instance, type and system history, newest first. Paging is anchored to the
-// highest version sequence seen by the first page, so later writes do not shift pages.
+// highest version sequence seen by the first page (_snapshot), so later writes do not show,
+// and pages continue from the sequence number of the last entry shown (_cursor=lt<n>, or
+// gt<n> back from the first), so a write that commits late cannot shift them.
 func (e *Engine) history(ctx context.Context, req *Request, typ, id string) (*Response, error) {
 	interaction := "history-system"
 	switch {
@@ -32,7 +35,7 @@ func (e *Engine) history(ctx context.Context, req *Request, typ, id string) (*Re
 	q := req.Query
 	for k := range q {
 		switch k {
-		case "_count", "_since", "_offset", "_snapshot", "_format", "_pretty":
+		case "_count", "_since", "_offset", "_snapshot", "_cursor", "_format", "_pretty":
 		default:
 			if preferValue(req.Header, "handling") == "strict" {
 				return fail, outcome.At(http.StatusBadRequest, "not-supported", k, "history does not support the parameter %q", k)
@@ -67,6 +70,20 @@ func (e *Engine) history(ctx context.Context, req *Request, typ, id string) (*Re
 		}
 		hq.Before = n
 	}
+	cursor := q.Get("_cursor")
+	if cursor != "" {
+		n, err := strconv.ParseInt(cursor[min(2, len(cursor)):], 10, 64)
+		switch {
+		case err != nil || n <= 0:
+			return fail, outcome.At(http.StatusBadRequest, "invalid", "_cursor", "_cursor must be lt or gt and a version sequence number, as the paging links give it")
+		case strings.HasPrefix(cursor, "lt"):
+			hq.Below = n
+		case strings.HasPrefix(cursor, "gt"):
+			hq.Above = n
+		default:
+			return fail, outcome.At(http.StatusBadRequest, "invalid", "_cursor", "_cursor must be lt or gt and a version sequence number, as the paging links give it")
+		}
+	}
 	if id != "" {
 		if _, err := e.cfg.Store.Current(ctx, typ, id); err != nil {
 			if err == store.ErrNotFound {
@@ -94,22 +111,30 @@ func (e *Engine) history(ctx context.Context, req *Request, typ, id string) (*Re
 		self += "/" + id
 	}
 	self += "/_history"
-	mk := func(offset int) string {
+	mk := func(cursor string, offset int) string {
 		v := url.Values{}
 		v.Set("_count", strconv.Itoa(hq.Count))
-		v.Set("_offset", strconv.Itoa(offset))
+		if cursor != "" {
+			v.Set("_cursor", cursor)
+		}
+		if offset > 0 || cursor == "" {
+			v.Set("_offset", strconv.Itoa(offset))
+		}
 		v.Set("_snapshot", strconv.FormatInt(page.Snapshot, 10))
 		if !hq.Since.IsZero() {
 			v.Set("_since", instant(hq.Since))
 		}
 		return self + "?" + v.Encode()
 	}
-	b.link("self", mk(hq.Offset))
-	if hq.Count > 0 && hq.Offset+hq.Count < page.Total {
-		b.link("next", mk(hq.Offset+hq.Count))
+	b.link("self", mk(cursor, hq.Offset))
+	if page.Older {
+		b.link("next", mk("lt"+strconv.FormatInt(page.Last, 10), 0))
 	}
-	if hq.Offset > 0 {
-		b.link("previous", mk(max(0, hq.Offset-hq.Count)))
+	switch {
+	case page.Newer:
+		b.link("previous", mk("gt"+strconv.FormatInt(page.First, 10), 0))
+	case len(page.Entries) == 0 && hq.Offset > 0 && cursor == "":
+		b.link("previous", mk("", max(0, hq.Offset-hq.Count))) // past the end by offset
 	}
 	for _, r := range page.Entries {
 		if sess != nil {

@@ -9,13 +9,8 @@ import (
 	"testing"
 
 	"github.com/hjbroker/hjbroker/broker/engine"
-	"github.com/hjbroker/hjbroker/broker/index"
 	"github.com/hjbroker/hjbroker/broker/outcome"
 	"github.com/hjbroker/hjbroker/broker/resource"
-	"github.com/hjbroker/hjbroker/broker/searchparam"
-	"github.com/hjbroker/hjbroker/broker/store"
-	"github.com/hjbroker/hjbroker/profiles/fhirpath"
-	"github.com/hjbroker/hjbroker/profiles/r4model"
 )
 
 const nhsSystem = "https://fhir.nhs.uk/Id/nhs-number"
@@ -73,24 +68,10 @@ func (allScopes) Allows(string, byte) bool { return true }
 
 func resolverEngine(t *testing.T, disc engine.Discloser) (*engine.Engine, *fakeResolver) {
 	t.Helper()
-	ctx := context.Background()
-	st, err := store.Open(ctx, "", t.TempDir(), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	params, err := searchparam.NewR4()
-	if err != nil {
-		t.Fatal(err)
-	}
-	model := r4model.Load()
-	checker, err := resource.NewChecker(64)
-	if err != nil {
-		t.Fatal(err)
-	}
 	f := &fakeResolver{}
-	e, err := engine.New(engine.Config{Store: st, Checker: checker, Indexer: index.New(params, fhirpath.NewEngine(model)),
-		Params: params, Types: model, Discloser: disc, Resolvers: map[string]engine.Resolver{"Patient": f}})
+	cfg := testConfig(t)
+	cfg.Discloser, cfg.Resolvers = disc, map[string]engine.Resolver{"Patient": f}
+	e, err := engine.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,58 +1,36 @@
 package engine_test
 
 import (
-	"context"
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/hjbroker/hjbroker/broker/engine"
-	"github.com/hjbroker/hjbroker/broker/index"
 	"github.com/hjbroker/hjbroker/broker/outcome"
-	"github.com/hjbroker/hjbroker/broker/resource"
-	"github.com/hjbroker/hjbroker/broker/searchparam"
-	"github.com/hjbroker/hjbroker/broker/store"
-	"github.com/hjbroker/hjbroker/profiles/fhirpath"
-	"github.com/hjbroker/hjbroker/profiles/r4model"
 )
 
 // transitionEngine is an engine whose only Transitions hook forbids a Basic's code going
 // back from "done" and records what it was shown.
 func transitionEngine(t *testing.T, seen *[]string) *engine.Engine {
 	t.Helper()
-	st, err := store.Open(context.Background(), "", t.TempDir(), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	params, err := searchparam.NewR4()
-	if err != nil {
-		t.Fatal(err)
-	}
-	model := r4model.Load()
-	checker, err := resource.NewChecker(64)
-	if err != nil {
-		t.Fatal(err)
-	}
 	code := func(m map[string]any) string {
 		if m == nil {
 			return "-"
 		}
 		return m["code"].(map[string]any)["text"].(string)
 	}
-	e, err := engine.New(engine.Config{
-		Store: st, Checker: checker, Indexer: index.New(params, fhirpath.NewEngine(model)), Params: params, Types: model,
-		Transitions: map[string]func(*engine.Access, map[string]any, map[string]any) error{"Basic": func(a *engine.Access, prev, next map[string]any) error {
-			if a != nil {
-				return outcome.New(http.StatusInternalServerError, "exception", "the test's writes are the broker's own")
-			}
-			*seen = append(*seen, code(prev)+">"+code(next))
-			if prev != nil && code(prev) == "done" && code(next) != "done" {
-				return outcome.At(http.StatusConflict, "business-rule", "Basic.code", "done is final")
-			}
-			return nil
-		}},
-	})
+	cfg := testConfig(t)
+	cfg.Transitions = map[string]func(*engine.Access, map[string]any, map[string]any) error{"Basic": func(a *engine.Access, prev, next map[string]any) error {
+		if a != nil {
+			return outcome.New(http.StatusInternalServerError, "exception", "the test's writes are the broker's own")
+		}
+		*seen = append(*seen, code(prev)+">"+code(next))
+		if prev != nil && code(prev) == "done" && code(next) != "done" {
+			return outcome.At(http.StatusConflict, "business-rule", "Basic.code", "done is final")
+		}
+		return nil
+	}}
+	e, err := engine.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

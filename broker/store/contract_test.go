@@ -655,6 +655,15 @@ func TestHistory(t *testing.T) {
 			{"since after everything", store.HistoryQuery{Since: at(7)}, []string{}},
 			{"unknown instance", store.HistoryQuery{Type: "Patient", ID: "zz"}, []string{}},
 			{"unknown type", store.HistoryQuery{Type: "Encounter"}, []string{}},
+			// At: each resource as it stood at the instant.
+			{"instance at its first version", store.HistoryQuery{Type: "Patient", ID: "a", At: at(1)}, []string{"Patient/a/1"}},
+			{"instance at between versions", store.HistoryQuery{Type: "Patient", ID: "a", At: at(4).Add(-time.Microsecond)}, []string{"Patient/a/1"}},
+			{"instance at its second version", store.HistoryQuery{Type: "Patient", ID: "a", At: at(4)}, []string{"Patient/a/2"}},
+			{"instance at after its deletion", store.HistoryQuery{Type: "Patient", ID: "a", At: at(6)}, []string{"Patient/a/3-"}},
+			{"instance at before it existed", store.HistoryQuery{Type: "Patient", ID: "b", At: at(1)}, []string{}},
+			{"type at", store.HistoryQuery{Type: "Patient", At: at(4)}, []string{"Patient/a/2", "Patient/b/1"}},
+			{"system at", store.HistoryQuery{At: at(3)}, []string{"Observation/o/1", "Patient/b/1", "Patient/a/1"}},
+			{"system at and since", store.HistoryQuery{At: at(6), Since: at(4)}, []string{"Patient/ab/1", "Patient/a/3-"}},
 		}
 		for _, tc := range tests {
 			q := tc.q
@@ -700,6 +709,100 @@ func TestHistory(t *testing.T) {
 		inst := hist(store.HistoryQuery{Type: "Patient", ID: "b", Count: 10, Before: first.Snapshot})
 		if got := versionsOf(inst.Entries); !slices.Equal(got, []string{"Patient/b/1"}) {
 			t.Errorf("instance history before the snapshot: %v", got)
+		}
+	})
+}
+
+// TestHistoryKeysetPaging pages type history by sequence number while writes happen. On
+// PostgreSQL a writer that took its sequence number before the first page was read commits
+// only after it: with offsets that version would push a version already shown onto the
+// next page again; by keyset every version shown once is shown once, in order.
+func TestHistoryKeysetPaging(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		hist := func(q store.HistoryQuery) *store.HistoryPage {
+			t.Helper()
+			p, err := e.s.History(ctx, q)
+			if err != nil {
+				t.Fatalf("History(%+v): %v", q, err)
+			}
+			return p
+		}
+		for _, id := range []string{"p1", "p2", "p3", "p4"} {
+			e.put(t, "Patient", id, store.Index{})
+		}
+		// The late writer takes its sequence number now and commits after the first page.
+		release, late := make(chan struct{}), make(chan error, 1)
+		if e.b.Name == "postgres" {
+			started := make(chan struct{})
+			go func() {
+				late <- e.s.Update(ctx, func(tx store.Tx) error {
+					w := &store.Write{Type: "Patient", ID: "late", Version: 1, LastUpdated: e.next(), Method: "POST", Body: body("Patient", "late", 1)}
+					if err := tx.Put(ctx, w); err != nil {
+						return err
+					}
+					close(started)
+					<-release
+					return nil
+				})
+			}()
+			<-started
+		} else {
+			late <- nil // SQLite has one writer at a time: nothing commits late
+		}
+		e.put(t, "Patient", "p5", store.Index{})
+
+		first := hist(store.HistoryQuery{Type: "Patient", Count: 2})
+		if got := versionsOf(first.Entries); !slices.Equal(got, []string{"Patient/p5/1", "Patient/p4/1"}) || first.Newer || !first.Older {
+			t.Fatalf("first page %v newer %v older %v", got, first.Newer, first.Older)
+		}
+		close(release)
+		if err := <-late; err != nil {
+			t.Fatal(err)
+		}
+		e.put(t, "Patient", "p6", store.Index{}) // after the snapshot: never on these pages
+		if e.b.Name == "postgres" {
+			// The case keyset paging is for: by offset, the late version pushes p4, already
+			// shown, onto the second page again.
+			byOffset := hist(store.HistoryQuery{Type: "Patient", Count: 2, Offset: 2, Before: first.Snapshot})
+			if got := versionsOf(byOffset.Entries); !slices.Equal(got, []string{"Patient/p4/1", "Patient/p3/1"}) {
+				t.Fatalf("the late writer did not commit late: second page by offset %v", got)
+			}
+		}
+
+		seen := versionsOf(first.Entries)
+		page := first
+		for page.Older {
+			page = hist(store.HistoryQuery{Type: "Patient", Count: 2, Before: first.Snapshot, Below: page.Last})
+			if !page.Newer {
+				t.Errorf("page after %v says nothing is newer", seen)
+			}
+			seen = append(seen, versionsOf(page.Entries)...)
+		}
+		want := []string{"Patient/p5/1", "Patient/p4/1", "Patient/p3/1", "Patient/p2/1", "Patient/p1/1"}
+		if !slices.Equal(seen, want) {
+			t.Errorf("paged %v, want %v", seen, want)
+		}
+		// Back from the last page by Above, to the newest version of the snapshot. The late
+		// version has committed by now and takes its place there, displacing nothing; so
+		// does it in Total, which counts the snapshot as it stands.
+		var back []string
+		for page.Newer {
+			page = hist(store.HistoryQuery{Type: "Patient", Count: 2, Before: first.Snapshot, Above: page.First})
+			back = append(versionsOf(page.Entries), back...)
+		}
+		wantBack, total := []string{"Patient/p5/1", "Patient/p4/1", "Patient/p3/1", "Patient/p2/1"}, 5
+		if e.b.Name == "postgres" {
+			wantBack, total = slices.Insert(wantBack, 1, "Patient/late/1"), 6
+		}
+		if !slices.Equal(back, wantBack) {
+			t.Errorf("paged back %v, want %v", back, wantBack)
+		}
+		if page.First != first.First {
+			t.Errorf("paging back ended at sequence %d, the newest of the snapshot is %d", page.First, first.First)
+		}
+		if page.Total != total {
+			t.Errorf("Total %d, want %d", page.Total, total)
 		}
 	})
 }

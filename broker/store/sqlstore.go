@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -273,6 +274,13 @@ func (s *SQL) History(ctx context.Context, q HistoryQuery) (*HistoryPage, error)
 		where = append(where, "last_updated >= ?")
 		args = append(args, q.Since.UnixMicro())
 	}
+	if !q.At.IsZero() {
+		// The version current at At: recorded by then, and no later version recorded by then.
+		at := q.At.UnixMicro()
+		where = append(where, "last_updated <= ?", `NOT EXISTS (SELECT 1 FROM resource_versions n
+			WHERE n.res_type = v.res_type AND n.res_id = v.res_id AND n.version > v.version AND n.last_updated <= ?)`)
+		args = append(args, at, at)
+	}
 	snapshot := q.Before
 	if snapshot == 0 {
 		if err := s.r.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM resource_versions`).Scan(&snapshot); err != nil {
@@ -283,26 +291,77 @@ func (s *SQL) History(ctx context.Context, q HistoryQuery) (*HistoryPage, error)
 	args = append(args, snapshot)
 	cond := " WHERE " + strings.Join(where, " AND ")
 	page := &HistoryPage{Snapshot: snapshot}
-	if err := s.r.QueryRowContext(ctx, s.d.rebind(`SELECT COUNT(*) FROM resource_versions`+cond), args...).Scan(&page.Total); err != nil {
+	if err := s.r.QueryRowContext(ctx, s.d.rebind(`SELECT COUNT(*) FROM resource_versions v`+cond), args...).Scan(&page.Total); err != nil {
 		return nil, fmt.Errorf("counting history: %w", err)
 	}
 	if q.Count <= 0 {
 		return page, nil
 	}
+	// A page continues from a sequence number (keyset), not from a position: a version
+	// committed late with a lower number than one already shown cannot shift later pages.
+	pageCond, pageArgs, order := cond, slices.Clone(args), "DESC"
+	if q.Below > 0 {
+		pageCond += " AND seq < ?"
+		pageArgs = append(pageArgs, q.Below)
+	}
+	if q.Above > 0 {
+		pageCond += " AND seq > ?"
+		pageArgs = append(pageArgs, q.Above)
+		if q.Below == 0 {
+			order = "ASC" // the page just newer than Above: read upwards, returned newest first
+		}
+	}
+	// One row more than asked says whether there are more in the paging direction.
 	rows, err := s.r.QueryContext(ctx, s.d.rebind(`SELECT seq, res_type, res_id, version, last_updated, deleted, method, body
-		FROM resource_versions`+cond+` ORDER BY seq DESC LIMIT ? OFFSET ?`), append(args, q.Count, q.Offset)...)
+		FROM resource_versions v`+pageCond+` ORDER BY seq `+order+` LIMIT ? OFFSET ?`), append(pageArgs, q.Count+1, q.Offset)...)
 	if err != nil {
 		return nil, fmt.Errorf("reading history: %w", err)
 	}
 	defer rows.Close()
+	var seqs []int64
 	for rows.Next() {
-		res, _, err := scanResource(rows)
+		res, seq, err := scanResource(rows)
 		if err != nil {
 			return nil, fmt.Errorf("reading history: %w", err)
 		}
 		page.Entries = append(page.Entries, res)
+		seqs = append(seqs, seq)
 	}
-	return page, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading history: %w", err)
+	}
+	more := len(page.Entries) > q.Count
+	if more {
+		page.Entries, seqs = page.Entries[:q.Count], seqs[:q.Count]
+	}
+	if order == "ASC" {
+		slices.Reverse(page.Entries)
+		slices.Reverse(seqs)
+	}
+	if len(seqs) == 0 {
+		return page, nil
+	}
+	page.First, page.Last = seqs[0], seqs[len(seqs)-1]
+	// The other direction: is anything within the snapshot newer than the first entry (older
+	// than the last, when paging upwards)?
+	other, otherArg := " AND seq > ?", page.First
+	if order == "ASC" {
+		page.Newer = more
+		other, otherArg = " AND seq < ?", page.Last
+	} else {
+		page.Older = more
+	}
+	var found bool
+	if err := s.r.QueryRowContext(ctx, s.d.rebind(`SELECT EXISTS (SELECT 1 FROM resource_versions v`+cond+other+`)`),
+		append(slices.Clone(args), otherArg)...).Scan(&found); err != nil {
+		return nil, fmt.Errorf("reading history: %w", err)
+	}
+	if order == "ASC" {
+		page.Older = found
+	} else {
+		page.Newer = found
+	}
+	return page, nil
 }
 
 // Update runs fn in a write transaction, retrying when a concurrent writer won a race.

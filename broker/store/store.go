@@ -116,20 +116,36 @@ type HistoryQuery struct {
 	Type  string // empty for system history
 	ID    string // empty for type or system history
 	Since time.Time
-	At    time.Time // versions current at this instant (_at); zero for none
+	// At, when set, keeps only the version of each resource that was current at that
+	// instant: the last one recorded at or before it (a deletion, when the resource was
+	// deleted then). An instance history with At is the resource as it stood at At.
+	At time.Time
 	// Before bounds the result to versions with sequence numbers at most Before so that paging
 	// stays stable while writes happen; zero means no bound.
 	Before int64
-	Offset int
-	Count  int
+	// Below and Above page by sequence number: the page holds the Count versions just below
+	// Below (the Last of the page before: the next page) or, with Above alone, just above
+	// Above (the First of the page after: the previous page). A version that commits late,
+	// with a lower sequence number than one already shown, cannot shift such pages as it
+	// shifts Offset ones. Zero means no bound.
+	Below, Above int64
+	Offset       int
+	Count        int
 }
 
 // HistoryPage is a page of history, newest first.
 type HistoryPage struct {
 	Entries []*Resource
-	Total   int
+	// Total counts the whole history within the snapshot, not the page's bounds.
+	Total int
 	// Snapshot is the highest sequence number included; pass it back as Before for later pages.
 	Snapshot int64
+	// First and Last are the sequence numbers of the first and last entry (zero when there
+	// are none): pass Last as Below for the next page, First as Above for the previous one.
+	First, Last int64
+	// Newer and Older say whether the snapshot holds versions newer than First or older
+	// than Last (in the query's bounds other than Below and Above).
+	Newer, Older bool
 }
 
 // Reader is what both a transaction and the store itself can answer.

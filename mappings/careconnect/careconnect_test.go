@@ -1,27 +1,15 @@
 package careconnect_test
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/hjbroker/hjbroker/broker/app"
 	"github.com/hjbroker/hjbroker/broker/outcome"
-	"github.com/hjbroker/hjbroker/broker/resource"
 	"github.com/hjbroker/hjbroker/mappings/careconnect"
-	"github.com/hjbroker/hjbroker/profiles/fhirpath"
-	"github.com/hjbroker/hjbroker/profiles/r4model"
-	"github.com/hjbroker/hjbroker/profiles/validate"
+	"github.com/hjbroker/hjbroker/mappings/mappingtest"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
 
 func options() careconnect.Options {
 	n := 0
@@ -44,122 +32,28 @@ func mapper(t *testing.T) *careconnect.Mapper {
 	return m
 }
 
-func read(t *testing.T, path string) map[string]any {
-	t.Helper()
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(raw, &m); err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
-func golden(t *testing.T, path string, got any) {
-	t.Helper()
-	raw, err := json.MarshalIndent(got, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw = append(raw, '\n')
-	if *update {
-		if err := os.WriteFile(path, raw, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(raw, want) {
-		t.Errorf("%s differs from the mapping's output:\n%s", path, raw)
-	}
-}
-
 // TestGolden converts every testdata/*.input.json and compares Bundle and warnings with
 // the golden files.
 func TestGolden(t *testing.T) {
 	m := mapper(t)
-	inputs, _ := filepath.Glob("testdata/*.input.json")
-	if len(inputs) == 0 {
-		t.Fatal("no inputs")
-	}
-	for _, in := range inputs {
-		name := strings.TrimSuffix(filepath.Base(in), ".input.json")
-		t.Run(name, func(t *testing.T) {
-			res, err := m.Map(read(t, in), options())
-			if err != nil {
-				t.Fatalf("mapping: %v", err)
-			}
-			golden(t, filepath.Join("testdata", name+".golden.json"), res.Bundle)
-			wpath := filepath.Join("testdata", name+".warnings.golden.json")
-			if len(res.Warnings) > 0 {
-				golden(t, wpath, res.Warnings)
-			} else if _, err := os.Stat(wpath); err == nil {
-				t.Errorf("%s exists but the mapping gave no warnings", wpath)
-			}
-		})
-	}
+	mappingtest.BundleGoldens(t, func(t *testing.T, path string) (map[string]any, []careconnect.Warning) {
+		res, err := m.Map(mappingtest.ReadJSON(t, path), options())
+		if err != nil {
+			t.Fatalf("mapping: %v", err)
+		}
+		return res.Bundle, res.Warnings
+	})
 }
 
 // TestGoldenValid checks every golden Bundle and each resource in it under the broker's UK
 // Core validator: no errors, and every resource names its UK Core profile.
-func TestGoldenValid(t *testing.T) {
-	checker, err := resource.NewChecker(64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := app.NewValidator(fhirpath.NewEngine(r4model.Load()), checker)
-	if err != nil {
-		t.Fatal(err)
-	}
-	goldens, _ := filepath.Glob("testdata/*.golden.json")
-	n := 0
-	for _, g := range goldens {
-		if strings.HasSuffix(g, ".warnings.golden.json") {
-			continue
-		}
-		n++
-		t.Run(filepath.Base(g), func(t *testing.T) {
-			b := read(t, g)
-			report := func(what string, r validate.Result) {
-				for _, is := range r.Issues {
-					if is.Severity == "error" || is.Severity == "fatal" {
-						t.Errorf("%s: %s %s at %v", what, is.Code, is.Diagnostics, is.Expression)
-					}
-				}
-			}
-			report("Bundle", v.Validate(b, validate.Options{}))
-			index := map[string]map[string]any{}
-			for _, e := range b["entry"].([]any) {
-				en := e.(map[string]any)
-				index[en["fullUrl"].(string)] = en["resource"].(map[string]any)
-			}
-			for i, e := range b["entry"].([]any) {
-				res := e.(map[string]any)["resource"].(map[string]any)
-				prof, _ := res["meta"].(map[string]any)["profile"].([]any)
-				if len(prof) != 1 || !strings.HasPrefix(prof[0].(string), "https://fhir.hl7.org.uk/StructureDefinition/UKCore-") {
-					t.Errorf("entry %d (%s): meta.profile %v", i, res["resourceType"], prof)
-				}
-				report(fmt.Sprintf("entry %d (%s)", i, res["resourceType"]), v.Validate(res, validate.Options{
-					Resolve: func(ref string) (map[string]any, bool) { r, ok := index[ref]; return r, ok },
-				}))
-			}
-		})
-	}
-	if n == 0 {
-		t.Fatal("no golden files")
-	}
-}
+func TestGoldenValid(t *testing.T) { mappingtest.ValidGoldenBundles(t) }
 
 // TestBadInput: unsupported or malformed STU3 content is refused with an issue naming the
 // element.
 func TestBadInput(t *testing.T) {
 	m := mapper(t)
-	record := func() map[string]any { return read(t, "testdata/structured-record.input.json") }
+	record := func() map[string]any { return mappingtest.ReadJSON(t, "testdata/structured-record.input.json") }
 	res := func(b map[string]any, i int) map[string]any {
 		return b["entry"].([]any)[i].(map[string]any)["resource"].(map[string]any)
 	}

@@ -1,28 +1,20 @@
 package clinical_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/hjbroker/hjbroker/broker/app"
 	"github.com/hjbroker/hjbroker/broker/outcome"
-	"github.com/hjbroker/hjbroker/broker/resource"
 	"github.com/hjbroker/hjbroker/mappings/clinical"
-	"github.com/hjbroker/hjbroker/profiles/fhirpath"
-	"github.com/hjbroker/hjbroker/profiles/r4model"
+	"github.com/hjbroker/hjbroker/mappings/mappingtest"
 	"github.com/hjbroker/hjbroker/profiles/validate"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
 
 func options() clinical.Options {
 	n := 0
@@ -46,125 +38,26 @@ func mapper(t *testing.T) *clinical.Mapper {
 	return m
 }
 
-func validator(t *testing.T) *validate.Validator {
-	t.Helper()
-	checker, err := resource.NewChecker(64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := app.NewValidator(fhirpath.NewEngine(r4model.Load()), checker)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
-
-// golden compares got with the named golden file (or rewrites it with -update).
-func golden(t *testing.T, path string, got any) {
-	t.Helper()
-	raw, err := json.MarshalIndent(got, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw = append(raw, '\n')
-	if *update {
-		if err := os.WriteFile(path, raw, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(raw, want) {
-		t.Errorf("%s differs from the mapping's output:\n%s", path, raw)
-	}
-}
-
 // TestGolden maps every testdata/*.input.json and compares the Bundle (and the warnings,
 // when there are any) with the golden files.
 func TestGolden(t *testing.T) {
 	m := mapper(t)
-	inputs, _ := filepath.Glob("testdata/*.input.json")
-	if len(inputs) == 0 {
-		t.Fatal("no inputs")
-	}
-	for _, in := range inputs {
-		name := strings.TrimSuffix(filepath.Base(in), ".input.json")
-		t.Run(name, func(t *testing.T) {
-			raw, err := os.ReadFile(in)
-			if err != nil {
-				t.Fatal(err)
-			}
-			res, err := m.Map(raw, options())
-			if err != nil {
-				t.Fatalf("mapping: %v", err)
-			}
-			golden(t, filepath.Join("testdata", name+".golden.json"), res.Bundle)
-			wpath := filepath.Join("testdata", name+".warnings.golden.json")
-			if len(res.Warnings) > 0 {
-				golden(t, wpath, res.Warnings)
-			} else if _, err := os.Stat(wpath); err == nil {
-				t.Errorf("%s exists but the mapping gave no warnings", wpath)
-			}
-		})
-	}
+	mappingtest.BundleGoldens(t, func(t *testing.T, path string) (map[string]any, []clinical.Warning) {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := m.Map(raw, options())
+		if err != nil {
+			t.Fatalf("mapping: %v", err)
+		}
+		return res.Bundle, res.Warnings
+	})
 }
 
 // TestGoldenValid checks that every golden Bundle, and every resource in it, has no errors
-// under the broker's UK Core validator.
-func TestGoldenValid(t *testing.T) {
-	v := validator(t)
-	goldens, _ := filepath.Glob("testdata/*.golden.json")
-	n := 0
-	for _, g := range goldens {
-		if strings.HasSuffix(g, ".warnings.golden.json") {
-			continue
-		}
-		n++
-		t.Run(filepath.Base(g), func(t *testing.T) {
-			raw, err := os.ReadFile(g)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var b map[string]any
-			if err := json.Unmarshal(raw, &b); err != nil {
-				t.Fatal(err)
-			}
-			assertValid(t, v, b)
-		})
-	}
-	if n == 0 {
-		t.Fatal("no golden files")
-	}
-}
-
-func assertValid(t *testing.T, v *validate.Validator, b map[string]any) {
-	t.Helper()
-	report := func(what string, r validate.Result) {
-		for _, is := range r.Issues {
-			if is.Severity == "error" || is.Severity == "fatal" {
-				t.Errorf("%s: %s %s at %v", what, is.Code, is.Diagnostics, is.Expression)
-			}
-		}
-	}
-	report("Bundle", v.Validate(b, validate.Options{}))
-	index := map[string]map[string]any{}
-	for _, e := range b["entry"].([]any) {
-		en := e.(map[string]any)
-		index[en["fullUrl"].(string)] = en["resource"].(map[string]any)
-	}
-	for i, e := range b["entry"].([]any) {
-		res := e.(map[string]any)["resource"].(map[string]any)
-		if prof, _ := res["meta"].(map[string]any)["profile"].([]any); len(prof) == 0 {
-			t.Errorf("entry %d (%s) has no meta.profile", i, res["resourceType"])
-		}
-		report(fmt.Sprintf("entry %d (%s)", i, res["resourceType"]), v.Validate(res, validate.Options{
-			Resolve: func(ref string) (map[string]any, bool) { r, ok := index[ref]; return r, ok },
-		}))
-	}
-}
+// under the broker's UK Core validator, and that every resource names its UK Core profile.
+func TestGoldenValid(t *testing.T) { mappingtest.ValidGoldenBundles(t) }
 
 // TestCodeMapWellFormed checks every entry of the starter map.
 func TestCodeMapWellFormed(t *testing.T) {
@@ -212,22 +105,14 @@ func TestCodeMapWellFormed(t *testing.T) {
 // TestValidatorCatches makes sure the validity check above can fail: a vital-sign
 // Observation without its LOINC code is an error.
 func TestValidatorCatches(t *testing.T) {
-	raw, err := os.ReadFile("testdata/minimal.golden.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b map[string]any
-	if err := json.Unmarshal(raw, &b); err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range b["entry"].([]any) {
-		res := e.(map[string]any)["resource"].(map[string]any)
+	b := mappingtest.ReadJSON(t, "testdata/minimal.golden.json")
+	for _, res := range mappingtest.Entries(b) {
 		if res["resourceType"] != "Observation" {
 			continue
 		}
 		code := res["code"].(map[string]any)
 		code["coding"] = code["coding"].([]any)[1:]
-		if validator(t).Validate(res, validate.Options{}).Valid() {
+		if mappingtest.Validator(t).Validate(res, validate.Options{}).Valid() {
 			t.Fatal("a vital-sign Observation without LOINC passed validation")
 		}
 		return

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hjbroker/hjbroker/broker/policy"
+	"github.com/hjbroker/hjbroker/mappings/nhsnumber"
 )
 
 // Code systems and profiles the documents use.
@@ -303,7 +304,7 @@ func NHSNumber(p map[string]any) string {
 func personLine(p map[string]any) string {
 	s := PersonName(p)
 	if n := NHSNumber(p); n != "" {
-		s += ", NHS number " + formatNHS(n)
+		s += ", NHS number " + nhsnumber.Format(n)
 	}
 	if d := str(p, "birthDate"); d != "" {
 		s += ", born " + d
@@ -311,27 +312,24 @@ func personLine(p map[string]any) string {
 	return s
 }
 
-func formatNHS(n string) string {
-	if len(n) == 10 {
-		return n[:3] + " " + n[3:6] + " " + n[6:]
-	}
-	return n
-}
-
 // Display is the text of a CodeableConcept: its text, else the first coding's display, else
 // its code.
 func Display(v any) string {
+	if t := ConceptText(v); t != "" {
+		return t
+	}
+	return code(v)
+}
+
+// ConceptText is what a CodeableConcept says in words: its text, else the first coding's
+// display; "" when it has neither.
+func ConceptText(v any) string {
 	c := obj(v)
 	if t := str(c, "text"); t != "" {
 		return t
 	}
 	for _, cd := range list(c["coding"]) {
 		if d := str(obj(cd), "display"); d != "" {
-			return d
-		}
-	}
-	for _, cd := range list(c["coding"]) {
-		if d := str(obj(cd), "code"); d != "" {
 			return d
 		}
 	}

@@ -4,22 +4,16 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/hjbroker/hjbroker/broker/app"
-	"github.com/hjbroker/hjbroker/broker/resource"
 	"github.com/hjbroker/hjbroker/mappings/documents"
-	"github.com/hjbroker/hjbroker/profiles/fhirpath"
-	"github.com/hjbroker/hjbroker/profiles/r4model"
+	"github.com/hjbroker/hjbroker/mappings/mappingtest"
 	"github.com/hjbroker/hjbroker/profiles/validate"
 )
-
-var update = flag.Bool("update", false, "rewrite the expected golden files")
 
 type org struct {
 	ODS  string `json:"ods"`
@@ -77,19 +71,6 @@ func load(t *testing.T, name string) input {
 	return in
 }
 
-func newValidator(t *testing.T) *validate.Validator {
-	t.Helper()
-	checker, err := resource.NewChecker(64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := app.NewValidator(fhirpath.NewEngine(r4model.Load()), checker)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
-
 // checkGolden compares got with testdata/name.expected.json (rewritten under -update) and
 // validates the document and every entry with the UK Core validator: no errors allowed.
 func checkGolden(t *testing.T, v *validate.Validator, name string, got map[string]any) {
@@ -101,19 +82,7 @@ func checkGolden(t *testing.T, v *validate.Validator, name string, got map[strin
 	if err := enc.Encode(got); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join("testdata", name+".expected.json")
-	if *update {
-		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if !bytes.Equal(bytes.TrimSpace(want), bytes.TrimSpace(buf.Bytes())) {
-		t.Errorf("%s differs from %s:\n%s", name, path, buf.String())
-	}
+	mappingtest.Golden(t, filepath.Join("testdata", name+".expected.json"), buf.Bytes())
 	// Validate as stored and sent: through JSON, numbers as json.Number.
 	var doc map[string]any
 	dec := json.NewDecoder(bytes.NewReader(buf.Bytes()))
@@ -121,22 +90,11 @@ func checkGolden(t *testing.T, v *validate.Validator, name string, got map[strin
 	if err := dec.Decode(&doc); err != nil {
 		t.Fatal(err)
 	}
-	targets := []map[string]any{doc}
-	for _, e := range doc["entry"].([]any) {
-		targets = append(targets, e.(map[string]any)["resource"].(map[string]any))
-	}
-	for _, r := range targets {
-		res := v.Validate(r, validate.Options{})
-		for _, is := range res.Issues {
-			if is.Severity == "error" || is.Severity == "fatal" {
-				t.Errorf("%s: %s/%s: %s at %v", name, r["resourceType"], r["id"], is.Diagnostics, is.Expression)
-			}
-		}
-	}
+	mappingtest.ValidBundle(t, v, doc)
 }
 
 func TestCourtReportGolden(t *testing.T) {
-	v := newValidator(t)
+	v := mappingtest.Validator(t)
 	for _, tc := range []struct {
 		name, status, recommendation string
 		consent                      bool
@@ -241,7 +199,7 @@ func TestCourtAnswers(t *testing.T) {
 }
 
 func TestHandbackGolden(t *testing.T) {
-	v := newValidator(t)
+	v := mappingtest.Validator(t)
 	for _, name := range []string{"handback-episode", "handback-minimal"} {
 		t.Run(name, func(t *testing.T) {
 			in := load(t, name)

@@ -81,3 +81,12 @@ func (s *Statuses) Identifier(nhsNumber string, status map[string]any) map[strin
 	}
 	return id
 }
+
+// Format spaces a ten-digit NHS number 3-3-4 ("943 476 5919"), the way NHS services show
+// it to people; anything else is returned as it is.
+func Format(n string) string {
+	if len(n) == 10 {
+		return n[:3] + " " + n[3:6] + " " + n[6:]
+	}
+	return n
+}

@@ -47,3 +47,16 @@ func TestValid(t *testing.T) {
 		}
 	}
 }
+
+func TestFormat(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"9000000009", "900 000 0009"},
+		{"900000000", "900000000"},
+		{"", ""},
+		{"900 000 0009", "900 000 0009"},
+	} {
+		if got := Format(tc.in); got != tc.want {
+			t.Errorf("Format(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

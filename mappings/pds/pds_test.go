@@ -1,68 +1,26 @@
 package pds_test
 
 import (
-	"bytes"
-	"encoding/json"
-	"flag"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
-	"github.com/hjbroker/hjbroker/broker/app"
+	"github.com/hjbroker/hjbroker/mappings/mappingtest"
 	"github.com/hjbroker/hjbroker/mappings/pds"
-	"github.com/hjbroker/hjbroker/profiles/fhirpath"
-	"github.com/hjbroker/hjbroker/profiles/r4model"
 	"github.com/hjbroker/hjbroker/profiles/validate"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files")
-
+// TestGolden maps every testdata/*.pds.json, compares the Patient with its .ukcore.json
+// golden file and checks it under the broker's UK Core validator.
 func TestGolden(t *testing.T) {
-	v, err := app.NewValidator(fhirpath.NewEngine(r4model.Load()), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inputs, _ := filepath.Glob("testdata/*.pds.json")
-	if len(inputs) == 0 {
-		t.Fatal("no inputs in testdata")
-	}
-	for _, in := range inputs {
-		name := strings.TrimSuffix(filepath.Base(in), ".pds.json")
+	v := mappingtest.Validator(t)
+	for _, name := range mappingtest.Cases(t, ".pds.json") {
 		t.Run(name, func(t *testing.T) {
-			raw, err := os.ReadFile(in)
+			got, err := pds.Patient(mappingtest.ReadJSON(t, filepath.Join("testdata", name+".pds.json")))
 			if err != nil {
 				t.Fatal(err)
 			}
-			var src map[string]any
-			if err := json.Unmarshal(raw, &src); err != nil {
-				t.Fatal(err)
-			}
-			got, err := pds.Patient(src)
-			if err != nil {
-				t.Fatal(err)
-			}
-			enc, _ := json.MarshalIndent(got, "", "  ")
-			enc = append(enc, '\n')
-			golden := filepath.Join("testdata", name+".ukcore.json")
-			if *update {
-				if err := os.WriteFile(golden, enc, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if !bytes.Equal(enc, want) {
-				t.Errorf("output differs from %s:\n%s", golden, enc)
-			}
-			res := v.Validate(got, validate.Options{})
-			for _, is := range res.Issues {
-				if is.Severity == "error" || is.Severity == "fatal" {
-					t.Errorf("UK Core validation: %s at %v: %s", is.Code, is.Expression, is.Diagnostics)
-				}
-			}
+			mappingtest.GoldenJSON(t, filepath.Join("testdata", name+".ukcore.json"), got)
+			mappingtest.Valid(t, v, "Patient", got, validate.Options{})
 		})
 	}
 }

@@ -1,24 +1,17 @@
 package scr_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/hjbroker/hjbroker/broker/app"
+	"github.com/hjbroker/hjbroker/mappings/mappingtest"
 	"github.com/hjbroker/hjbroker/mappings/scr"
-	"github.com/hjbroker/hjbroker/profiles/fhirpath"
-	"github.com/hjbroker/hjbroker/profiles/r4model"
-	"github.com/hjbroker/hjbroker/profiles/validate"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
 
 type input struct {
 	DocumentID string         `json:"documentId"`
@@ -41,52 +34,20 @@ func load(t *testing.T, path string) scr.Input {
 	return scr.Input{Bundle: in.Bundle, DocumentID: in.DocumentID, Patient: in.Patient, Base: in.Base, Retrieved: in.Retrieved}
 }
 
+// TestGolden maps every testdata/*.scr.json, compares the document with its .ukcore.json
+// golden file and checks it, and every entry on its own, under the broker's UK Core
+// validator; every entry names its UK Core profile.
 func TestGolden(t *testing.T) {
-	v, err := app.NewValidator(fhirpath.NewEngine(r4model.Load()), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inputs, _ := filepath.Glob("testdata/*.scr.json")
-	if len(inputs) == 0 {
-		t.Fatal("no inputs in testdata")
-	}
-	for _, path := range inputs {
-		name := strings.TrimSuffix(filepath.Base(path), ".scr.json")
+	v := mappingtest.Validator(t)
+	for _, name := range mappingtest.Cases(t, ".scr.json") {
 		t.Run(name, func(t *testing.T) {
-			in := load(t, path)
-			got, err := scr.Summary(in)
+			got, err := scr.Summary(load(t, filepath.Join("testdata", name+".scr.json")))
 			if err != nil {
 				t.Fatal(err)
 			}
-			enc, _ := json.MarshalIndent(got, "", "  ")
-			enc = append(enc, '\n')
-			golden := filepath.Join("testdata", name+".ukcore.json")
-			if *update {
-				if err := os.WriteFile(golden, enc, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if !bytes.Equal(enc, want) {
-				t.Errorf("output differs from %s:\n%s", golden, enc)
-			}
-			for _, is := range v.Validate(got, validate.Options{}).Issues {
-				if is.Severity == "error" || is.Severity == "fatal" {
-					t.Errorf("UK Core validation: %s at %v: %s", is.Code, is.Expression, is.Diagnostics)
-				}
-			}
-			// Every entry on its own, too, against its UK Core profile.
-			for i, e := range got["entry"].([]any) {
-				res := e.(map[string]any)["resource"].(map[string]any)
-				for _, is := range v.Validate(res, validate.Options{}).Issues {
-					if is.Severity == "error" || is.Severity == "fatal" {
-						t.Errorf("entry %d (%s): %s at %v: %s", i, res["resourceType"], is.Code, is.Expression, is.Diagnostics)
-					}
-				}
-			}
+			mappingtest.GoldenJSON(t, filepath.Join("testdata", name+".ukcore.json"), got)
+			mappingtest.ValidBundle(t, v, got)
+			mappingtest.UKCoreProfiles(t, got)
 		})
 	}
 }

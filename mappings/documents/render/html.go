@@ -3,6 +3,8 @@ package render
 import (
 	"bytes"
 	"html/template"
+
+	"github.com/hjbroker/hjbroker/mappings/nhsnumber"
 )
 
 // page is the HTML page: one file, its style inline, no scripts and nothing fetched.
@@ -83,7 +85,7 @@ func HTML(bundle map[string]any) ([]byte, error) {
 		Draft    bool
 		NHS      string
 		Sections []htmlSection
-	}{Doc: d, Draft: d.Draft(), NHS: formatNHS(d.NHSNumber), Sections: secs})
+	}{Doc: d, Draft: d.Draft(), NHS: nhsnumber.Format(d.NHSNumber), Sections: secs})
 	if err != nil {
 		return nil, err
 	}

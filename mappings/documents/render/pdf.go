@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/go-pdf/fpdf"
+
+	"github.com/hjbroker/hjbroker/mappings/nhsnumber"
 )
 
 // PDF renders the document as an A4 PDF. The core Helvetica font covers Windows-1252, so
@@ -63,7 +65,7 @@ func PDF(bundle map[string]any) ([]byte, error) {
 	pdf.SetFont("Helvetica", "B", 11)
 	person := d.Subject
 	if d.NHSNumber != "" {
-		person += "   NHS number " + formatNHS(d.NHSNumber)
+		person += "   NHS number " + nhsnumber.Format(d.NHSNumber)
 	}
 	if d.BirthDate != "" {
 		person += "   born " + d.BirthDate

@@ -11,6 +11,9 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/hjbroker/hjbroker/mappings/documents"
+	"github.com/hjbroker/hjbroker/mappings/nhsnumber"
 )
 
 // Doc is a document Bundle read for rendering.
@@ -58,7 +61,7 @@ func Read(bundle map[string]any) (Doc, error) {
 	}
 	d := Doc{
 		Title:      str(comp, "title"),
-		Type:       display(comp["type"]),
+		Type:       documents.ConceptText(comp["type"]),
 		Status:     str(comp, "status"),
 		Date:       humanDate(str(comp, "date")),
 		Subject:    str(obj(comp["subject"]), "display"),
@@ -78,7 +81,7 @@ func Read(bundle map[string]any) (Doc, error) {
 			continue
 		}
 		for _, id := range list(r["identifier"]) {
-			if str(obj(id), "system") == "https://fhir.nhs.uk/Id/nhs-number" {
+			if str(obj(id), "system") == nhsnumber.System {
 				d.NHSNumber = str(obj(id), "value")
 			}
 		}
@@ -148,26 +151,6 @@ func humanDate(s string) string {
 		return s
 	}
 	return t.UTC().Format("2 January 2006, 15:04 UTC")
-}
-
-func formatNHS(n string) string {
-	if len(n) == 10 {
-		return n[:3] + " " + n[3:6] + " " + n[6:]
-	}
-	return n
-}
-
-func display(v any) string {
-	c := obj(v)
-	if t := str(c, "text"); t != "" {
-		return t
-	}
-	for _, cd := range list(c["coding"]) {
-		if d := str(obj(cd), "display"); d != "" {
-			return d
-		}
-	}
-	return ""
 }
 
 func obj(v any) map[string]any {

@@ -3,8 +3,6 @@ package render_test
 import (
 	"bytes"
 	"compress/zlib"
-	"encoding/json"
-	"flag"
 	"io"
 	"os"
 	"path/filepath"
@@ -13,24 +11,15 @@ import (
 	"testing"
 
 	"github.com/hjbroker/hjbroker/mappings/documents/render"
+	"github.com/hjbroker/hjbroker/mappings/mappingtest"
 )
-
-var update = flag.Bool("update", false, "rewrite the expected HTML files")
 
 // docs are the golden documents of the documents package.
 var docs = []string{"court-consented", "court-draft-restricted", "handback-episode", "handback-minimal"}
 
 func load(t *testing.T, name string) map[string]any {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("..", "testdata", name+".expected.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(raw, &m); err != nil {
-		t.Fatal(err)
-	}
-	return m
+	return mappingtest.ReadJSON(t, filepath.Join("..", "testdata", name+".expected.json"))
 }
 
 func TestHTMLGolden(t *testing.T) {
@@ -40,19 +29,7 @@ func TestHTMLGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			path := filepath.Join("testdata", name+".html")
-			if *update {
-				if err := os.WriteFile(path, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if !bytes.Equal(want, got) {
-				t.Errorf("%s differs from %s:\n%s", name, path, got)
-			}
+			mappingtest.Golden(t, filepath.Join("testdata", name+".html"), got)
 		})
 	}
 }
