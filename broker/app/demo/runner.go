@@ -350,11 +350,15 @@ func (r *runner) deliveries(ctx context.Context, want map[string]int) ([]Deliver
 	var out []Delivery
 	for _, entry := range list(resp.JSON["deliveries"]) {
 		e := obj(entry)
-		if want[str(e, "resource")] == 0 {
+		// A delivery of a version the step did not write, made while the step ran, comes from
+		// a change the broker made because of it (a referral closed with its Task).
+		created, _ := time.Parse(time.RFC3339Nano, str(e, "createdAt"))
+		consequence := want[str(e, "resource")] == 0
+		if consequence && (created.IsZero() || created.Before(r.step.started)) {
 			continue
 		}
 		d := Delivery{ID: str(e, "id"), Resource: str(e, "resource"), Route: str(e, "route"), Endpoint: str(e, "destination"),
-			State: str(e, "state"), Reason: str(e, "reason"), LastError: str(e, "lastError")}
+			State: str(e, "state"), Reason: str(e, "reason"), LastError: str(e, "lastError"), Consequence: consequence}
 		if n, ok := e["attempts"].(float64); ok {
 			d.Attempts = int(n)
 		}
@@ -380,7 +384,7 @@ func (r *runner) deliveries(ctx context.Context, want map[string]int) ([]Deliver
 	}
 	sort.SliceStable(idx, func(a, b int) bool {
 		x, y := idx[a], idx[b]
-		if px, py := want[out[x].Resource], want[out[y].Resource]; px != py {
+		if px, py := place(want, out[x].Resource), place(want, out[y].Resource); px != py {
 			return px < py
 		}
 		return r.routeIndex(out[x].Route) < r.routeIndex(out[y].Route)
@@ -390,6 +394,14 @@ func (r *runner) deliveries(ctx context.Context, want map[string]int) ([]Deliver
 		sorted[i] = out[j]
 	}
 	return sorted, nil
+}
+
+// place is a version's position among the step's writes; the broker's own come last.
+func place(want map[string]int, version string) int {
+	if p, ok := want[version]; ok {
+		return p
+	}
+	return len(want) + 1
 }
 
 func (r *runner) routeIndex(id string) int {

@@ -93,6 +93,9 @@ type Delivery struct {
 	Attempts  int    `json:"attempts"`
 	// Received is set when the agency's receiver recorded the delivery.
 	Received bool `json:"received"`
+	// Consequence marks the delivery of a change the broker made itself because of the
+	// step (not a version the step's requests wrote).
+	Consequence bool `json:"consequence,omitempty"`
 }
 
 // Summary counts what the run stored and delivered.
@@ -189,6 +192,9 @@ func (t *Timeline) WriteText(w io.Writer, verbose bool) error {
 				res = countTypes(refs)
 			}
 			what := fmt.Sprintf("%s to %s (%s)", res, d.Agency, d.Endpoint)
+			if d.Consequence {
+				what = fmt.Sprintf("%s, which the broker wrote as a consequence, to %s (%s)", res, d.Agency, d.Endpoint)
+			}
 			why := fmt.Sprintf("route %s, purpose %s", d.Route, d.Purpose)
 			switch d.State {
 			case "delivered":
@@ -267,7 +273,8 @@ func groupDeliveries(ds []Delivery, verbose bool) [][]Delivery {
 	for _, d := range ds {
 		if n := len(out); n > 0 && !verbose {
 			last := out[n-1][0]
-			if last.State == d.State && last.Endpoint == d.Endpoint && last.Route == d.Route && last.Reason == d.Reason && last.LastError == d.LastError {
+			if last.State == d.State && last.Endpoint == d.Endpoint && last.Route == d.Route && last.Reason == d.Reason && last.LastError == d.LastError &&
+				last.Consequence == d.Consequence {
 				out[n-1] = append(out[n-1], d)
 				continue
 			}

@@ -191,8 +191,8 @@ func TestPathwayAcrossTwoBrokers(t *testing.T) {
 		}
 		// And what each must never get.
 		never := map[string][]string{
-			// L&D's own writes never come back to it.
-			demo.EndpointLD: {"Flag", "QuestionnaireResponse", "ServiceRequest", "Composition", "Consent", "DocumentReference", "Patient", "Task:1:"},
+			// L&D's own writes never come back to it (probation's changes to its referrals do).
+			demo.EndpointLD: {"Flag", "QuestionnaireResponse", "ServiceRequest:1:", "Composition", "Consent", "DocumentReference", "Patient", "Task:1:"},
 			// Probation gets referrals and flags, nothing clinical.
 			demo.EndpointProbation: {"Observation", "Condition", "MedicationStatement", "MedicationAdministration", "AllergyIntolerance",
 				"QuestionnaireResponse", "Encounter", "Composition", "Patient"},
@@ -268,6 +268,19 @@ func TestPathwayAcrossTwoBrokers(t *testing.T) {
 		}
 		if got := strings.Join(statuses, ","); got != "completed,in-progress,accepted,requested" {
 			t.Errorf("Task versions (newest first): %s", got)
+		}
+		// Completing the Task closed its referral, in the same transaction, and L&D got that.
+		status, task4 := p.fhir(t, 0, "operator", http.MethodGet, task, nil)
+		if status != http.StatusOK {
+			t.Fatalf("reading %s: %d %v", task, status, task4)
+		}
+		focus, _ := task4["focus"].(map[string]any)["reference"].(string)
+		status, sr := p.fhir(t, 0, "operator", http.MethodGet, focus, nil)
+		if status != http.StatusOK || sr["status"] != "completed" {
+			t.Errorf("the referral %s after its Task completed: %d status %v", focus, status, sr["status"])
+		}
+		if !slices.Contains(received(p.receivers[demo.EndpointLD]), "ServiceRequest:2:completed") {
+			t.Errorf("L&D did not receive the closed referral: %v", received(p.receivers[demo.EndpointLD]))
 		}
 		// Probation reads its Task, but not the clinical record; a write to a field it may not
 		// change is refused on either node.
