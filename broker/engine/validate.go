@@ -27,12 +27,14 @@ type Validator interface {
 
 // Validation modes for writes.
 const (
-	// ValidationOff stores whatever passes the structural R4 check.
+	// ValidationOff stores whatever passes the structural R4 check; base R4 required
+	// bindings on Coding and CodeableConcept elements are not checked either.
 	ValidationOff = "off"
 	// ValidationReject answers 422 with the issues when validation finds an error.
 	ValidationReject = "reject"
 	// ValidationTag stores the resource with a meta.tag marking it invalid; the issues are
-	// recomputed by $validate on the stored instance.
+	// recomputed by $validate on the stored instance. A base R4 required binding violation
+	// is rejected with 422 instead, in this mode and in quarantine.
 	ValidationTag = "tag"
 	// ValidationQuarantine stores an invalid resource as a Basic resource (not searchable as
 	// its own type) and answers 202 with the issues.
@@ -105,6 +107,12 @@ func (e *Engine) validateWrite(res map[string]any, raw []byte, typ, at string) e
 	issues := onlyProblems(r.Issues)
 	if at != "" {
 		prefixIssues(issues, typ, at)
+	}
+	if r.BindingErrors > 0 {
+		// A coded element outside its base R4 required binding is invalid R4 whatever the
+		// profile, like a code element outside its value set (which the structural check
+		// rejects): it is rejected in every validating mode, never tagged or quarantined.
+		return &outcome.Error{Status: http.StatusUnprocessableEntity, Issues: issues}
 	}
 	switch e.cfg.Validation.Mode {
 	case ValidationTag:
