@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -127,7 +128,8 @@ func (e *Engine) validateWrite(res map[string]any, raw []byte, typ, at string) e
 	return &outcome.Error{Status: http.StatusUnprocessableEntity, Issues: issues}
 }
 
-// onlyProblems drops information issues (absent must-support elements) from write errors.
+// onlyProblems drops information issues (absent must-support elements) from write errors
+// and puts the errors first, so the issue that decided the answer leads the outcome.
 func onlyProblems(in []outcome.Issue) []outcome.Issue {
 	out := in[:0:0]
 	for _, is := range in {
@@ -135,7 +137,18 @@ func onlyProblems(in []outcome.Issue) []outcome.Issue {
 			out = append(out, is)
 		}
 	}
+	slices.SortStableFunc(out, func(a, b outcome.Issue) int { return severityRank(a.Severity) - severityRank(b.Severity) })
 	return out
+}
+
+func severityRank(s string) int {
+	switch s {
+	case "fatal":
+		return 0
+	case "error":
+		return 1
+	}
+	return 2
 }
 
 func prefixIssues(issues []outcome.Issue, typ, at string) {
