@@ -3,26 +3,27 @@
 // to, as data (r4.json) for the validator to enforce with its binding check.
 //
 // Elements of type code need no entry here: their required bindings are part of the R4 model
-// (the structural check rejects a code outside them). Base R4 rarely binds a CodeableConcept
-// with required strength; the four bindings here are the ones in the resources this broker
-// handles, and their value sets are small, fixed and included whole, with their code systems'
-// codes as published in R4 4.0.1 (the value sets are bound to version 4.0.1):
+// (the structural check rejects a code outside them). Base R4 binds few CodeableConcepts with
+// required strength, and their value sets are small, fixed and included whole, with their code
+// systems' codes as published in R4 4.0.1 (the bindings are to version 4.0.1):
 //
-//   - AllergyIntolerance.clinicalStatus    allergyintolerance-clinical
+//   - AllergyIntolerance.clinicalStatus     allergyintolerance-clinical
 //   - AllergyIntolerance.verificationStatus allergyintolerance-verification
-//   - Condition.clinicalStatus             condition-clinical
-//   - Condition.verificationStatus         condition-ver-status
+//   - Condition.clinicalStatus              condition-clinical
+//   - Condition.verificationStatus          condition-ver-status
+//   - Measure.improvementNotation           measure-improvement-notation
+//   - MeasureReport.improvementNotation     measure-improvement-notation
 //
-// Deliberately left out, because their value sets cannot be listed offline or are open:
+// Deliberately left out, because their value sets cannot be listed offline:
 //
-//   - Quantity-typed elements restricted to UCUM (Age, Count, Distance, Duration and the
-//     Quantity units of Observation-like resources): UCUM is a grammar, not a list; the R4
-//     invariants on those types (age-1, cnt-3, dis-1, drt-1) already check the system.
-//   - Bindings whose maximum value set is all-languages (Patient.communication.language and
-//     others bound preferred with a required maximum): BCP-47 is a grammar, not a list.
+//   - Quantity-typed elements restricted to UCUM (the Age, Count, Distance and Duration types):
+//     UCUM is a grammar, not a list. The R4 invariants on those types (age-1, cnt-3, dis-1,
+//     drt-1) already require the UCUM system where a code is given.
+//   - Maximum value set bindings to all-languages (Patient.communication.language and other
+//     language elements bound preferred with a required maximum): BCP-47 is a grammar too.
 //
-// Later additions to these code systems (for example condition-clinical "unknown", added in
-// HL7 Terminology after R4) are not R4 4.0.1 codes and are not accepted.
+// Later additions to these code systems (condition-clinical "unknown", added in HL7
+// Terminology after R4) are not R4 4.0.1 codes and are not accepted.
 //
 // The package imports nothing from the validator, so that the validator can import it.
 package bindings

@@ -15,6 +15,8 @@ func TestR4(t *testing.T) {
 		"AllergyIntolerance.verificationStatus": "http://hl7.org/fhir/ValueSet/allergyintolerance-verification",
 		"Condition.clinicalStatus":              "http://hl7.org/fhir/ValueSet/condition-clinical",
 		"Condition.verificationStatus":          "http://hl7.org/fhir/ValueSet/condition-ver-status",
+		"Measure.improvementNotation":           "http://hl7.org/fhir/ValueSet/measure-improvement-notation",
+		"MeasureReport.improvementNotation":     "http://hl7.org/fhir/ValueSet/measure-improvement-notation",
 	}
 	got := map[string]string{}
 	for _, b := range s.Bindings {
@@ -22,6 +24,9 @@ func TestR4(t *testing.T) {
 			t.Errorf("%s is bound twice", b.Path)
 		}
 		got[b.Path] = b.ValueSet
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d bindings, want %d: %v", len(got), len(want), got)
 	}
 	for p, vs := range want {
 		if got[p] != vs {

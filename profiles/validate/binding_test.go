@@ -19,6 +19,7 @@ func TestBaseBindings(t *testing.T) {
 		condVer      = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
 		aiClinical   = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical"
 		aiVer        = "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification"
+		improvement  = "http://terminology.hl7.org/CodeSystem/measure-improvement-notation"
 	)
 	bindings := []struct {
 		typ, elem, head string // head: the other elements the resource needs
@@ -29,6 +30,8 @@ func TestBaseBindings(t *testing.T) {
 		{"Condition", "verificationStatus", `"subject":{"reference":"Patient/p"}`, condVer, "differential", aiVer},
 		{"AllergyIntolerance", "clinicalStatus", `"patient":{"reference":"Patient/p"}`, aiClinical, "resolved", condClinical},
 		{"AllergyIntolerance", "verificationStatus", `"patient":{"reference":"Patient/p"}`, aiVer, "refuted", condVer},
+		{"Measure", "improvementNotation", `"status":"draft"`, improvement, "decrease", condClinical},
+		{"MeasureReport", "improvementNotation", `"status":"complete","type":"summary","measure":"http://example.org/Measure/m","period":{"start":"2026-01-01"}`, improvement, "increase", aiVer},
 	}
 	for _, b := range bindings {
 		coding := func(system, code string) string {
