@@ -233,7 +233,7 @@ func (w *walker) visit(c *resCtx, node any, ext map[string]any, t *r4model.Type,
 	if !prim || node != nil {
 		w.v.base.forNode(t, parent, name, func(ci *compiledInv) { w.invariant(c, ci, node, t) })
 	}
-	if parent != nil && !prim {
+	if parent != nil && !prim && len(w.v.bindings) > 0 {
 		w.checkBase(node, t, parent, name)
 	}
 	for _, p := range c.profiles {
