@@ -33,6 +33,7 @@ import (
 	"github.com/hjbroker/hjbroker/broker/searchparam"
 	"github.com/hjbroker/hjbroker/broker/store"
 	"github.com/hjbroker/hjbroker/broker/tracing"
+	"github.com/hjbroker/hjbroker/profiles/bindings"
 	"github.com/hjbroker/hjbroker/profiles/fhirpath"
 	"github.com/hjbroker/hjbroker/profiles/invariants"
 	"github.com/hjbroker/hjbroker/profiles/r4model"
@@ -389,7 +390,8 @@ func (n *Node) Serve(ctx context.Context, ready func(addr string)) error {
 	return srv.Shutdown(shut)
 }
 
-// NewValidator builds the broker's validator: the R4 invariants (profiles/invariants), the UK
+// NewValidator builds the broker's validator: the R4 invariants (profiles/invariants) and
+// required bindings (profiles/bindings), the UK
 // Core profiles and value sets (profiles/ukcore) and QuestionnaireResponse checks. checker may
 // be nil. The CLI's validate command uses the same, so it answers as $validate does.
 func NewValidator(fp *fhirpath.Engine, checker *resource.Checker) (*validate.Validator, error) {
@@ -401,12 +403,18 @@ func NewValidator(fp *fhirpath.Engine, checker *resource.Checker) (*validate.Val
 	if err != nil {
 		return nil, err
 	}
+	bs, err := bindings.R4()
+	if err != nil {
+		return nil, err
+	}
+	base, vsets := validate.FromBindings(bs)
 	return validate.New(validate.Config{
 		FHIRPath:     fp,
 		Checker:      checker,
 		Invariants:   validate.FromInvariants(invs),
+		Bindings:     base,
 		Profiles:     d.Profiles,
-		ValueSets:    d.ValueSets,
+		ValueSets:    append(d.ValueSets, vsets...),
 		Verification: d.Verification,
 	})
 }

@@ -104,7 +104,12 @@ func prepare(e Event) (prepared, error) {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
-	id := uuid.NewString()
+	// Time-ordered ids (UUID version 7) keep the id index growing at its end, like seq.
+	u, err := uuid.NewV7()
+	if err != nil {
+		return prepared{}, fmt.Errorf("audit: event id: %w", err)
+	}
+	id := u.String()
 	body, err := encodeRecord(id, e)
 	if err != nil {
 		return prepared{}, err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,12 +28,14 @@ type Validator interface {
 
 // Validation modes for writes.
 const (
-	// ValidationOff stores whatever passes the structural R4 check.
+	// ValidationOff stores whatever passes the structural R4 check; base R4 required
+	// bindings on Coding and CodeableConcept elements are not checked either.
 	ValidationOff = "off"
 	// ValidationReject answers 422 with the issues when validation finds an error.
 	ValidationReject = "reject"
 	// ValidationTag stores the resource with a meta.tag marking it invalid; the issues are
-	// recomputed by $validate on the stored instance.
+	// recomputed by $validate on the stored instance. A base R4 required binding violation
+	// is rejected with 422 instead, in this mode and in quarantine.
 	ValidationTag = "tag"
 	// ValidationQuarantine stores an invalid resource as a Basic resource (not searchable as
 	// its own type) and answers 202 with the issues.
@@ -106,6 +109,12 @@ func (e *Engine) validateWrite(res map[string]any, raw []byte, typ, at string) e
 	if at != "" {
 		prefixIssues(issues, typ, at)
 	}
+	if r.BindingErrors > 0 {
+		// A coded element outside its base R4 required binding is invalid R4 whatever the
+		// profile, like a code element outside its value set (which the structural check
+		// rejects): it is rejected in every validating mode, never tagged or quarantined.
+		return &outcome.Error{Status: http.StatusUnprocessableEntity, Issues: issues}
+	}
 	switch e.cfg.Validation.Mode {
 	case ValidationTag:
 		errs, _, _ := r.Counts()
@@ -119,7 +128,8 @@ func (e *Engine) validateWrite(res map[string]any, raw []byte, typ, at string) e
 	return &outcome.Error{Status: http.StatusUnprocessableEntity, Issues: issues}
 }
 
-// onlyProblems drops information issues (absent must-support elements) from write errors.
+// onlyProblems drops information issues (absent must-support elements) from write errors
+// and puts the errors first, so the issue that decided the answer leads the outcome.
 func onlyProblems(in []outcome.Issue) []outcome.Issue {
 	out := in[:0:0]
 	for _, is := range in {
@@ -127,7 +137,18 @@ func onlyProblems(in []outcome.Issue) []outcome.Issue {
 			out = append(out, is)
 		}
 	}
+	slices.SortStableFunc(out, func(a, b outcome.Issue) int { return severityRank(a.Severity) - severityRank(b.Severity) })
 	return out
+}
+
+func severityRank(s string) int {
+	switch s {
+	case "fatal":
+		return 0
+	case "error":
+		return 1
+	}
+	return 2
 }
 
 func prefixIssues(issues []outcome.Issue, typ, at string) {

@@ -28,8 +28,8 @@ func newValidateCmd() *cobra.Command {
 		Use:   "validate [--profile URL] [--format text|json] PATH...",
 		Short: "Validate FHIR R4 JSON files (and directories, recursively) against base R4 and UK Core",
 		Long: `Validate FHIR R4 JSON resources, offline, as the server's $validate does: R4 structure,
-the R4 invariants, and the profiles in meta.profile, or the UK Core profile for the type when
-none is declared (--profile overrides both). Bundles are validated with every entry.
+the R4 invariants and required bindings, and the profiles in meta.profile, or the UK Core
+profile for the type when none is declared (--profile overrides both). Bundles are validated with every entry.
 
 Directories are searched recursively for *.json files. With --format json, each file gives one
 line {"file": PATH, "valid": BOOL, "outcome": OperationOutcome}. The exit status is 1 when any

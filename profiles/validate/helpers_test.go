@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/hjbroker/hjbroker/broker/outcome"
+	"github.com/hjbroker/hjbroker/profiles/bindings"
 	"github.com/hjbroker/hjbroker/profiles/fhirpath"
 	"github.com/hjbroker/hjbroker/profiles/invariants"
 	"github.com/hjbroker/hjbroker/profiles/r4model"
@@ -34,11 +35,18 @@ func testValidator(t testing.TB) *Validator {
 			shared.err = err
 			return
 		}
+		bs, err := bindings.R4()
+		if err != nil {
+			shared.err = err
+			return
+		}
+		base, vsets := FromBindings(bs)
 		shared.v, shared.err = New(Config{
 			FHIRPath:     fhirpath.NewEngine(r4model.Load()),
 			Invariants:   FromInvariants(invs),
+			Bindings:     base,
 			Profiles:     d.Profiles,
-			ValueSets:    d.ValueSets,
+			ValueSets:    append(d.ValueSets, vsets...),
 			Verification: d.Verification,
 		})
 	})

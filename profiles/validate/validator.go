@@ -31,6 +31,9 @@ type Config struct {
 	Checker *resource.Checker
 	// Invariants are the base R4 invariants (profiles/invariants).
 	Invariants []Invariant
+	// Bindings are the base R4 required bindings on Coding and CodeableConcept elements
+	// (profiles/bindings); their value sets go in ValueSets.
+	Bindings []BaseBinding
 	// Profiles and ValueSets are the profile data (profiles/ukcore).
 	Profiles  []Profile
 	ValueSets []ValueSet
@@ -51,6 +54,7 @@ type Validator struct {
 	model    *r4model.Model
 	checker  *resource.Checker
 	base     baseInvariants
+	bindings baseBindings
 	profiles map[string]*compiledProfile
 	defaults map[string]string
 	vsets    map[string]*valueSet
@@ -83,6 +87,10 @@ type Options struct {
 // Result is the outcome of one validation.
 type Result struct {
 	Issues []outcome.Issue
+	// BindingErrors counts the errors against base R4 required bindings (Config.Bindings).
+	// Like a code outside its element's value set, they make the resource invalid R4
+	// whatever profile it claims, so a write is rejected on them in every validation mode.
+	BindingErrors int
 }
 
 // Valid reports whether no issue is an error or fatal.
@@ -148,6 +156,9 @@ func New(cfg Config) (*Validator, error) {
 			return nil, fmt.Errorf("validate: a value set has no url")
 		}
 		v.vsets[vs.URL] = newValueSet(vs)
+	}
+	if v.bindings, err = v.compileBindings(cfg.Bindings); err != nil {
+		return nil, err
 	}
 	byURL := map[string]Profile{}
 	for _, p := range cfg.Profiles {
@@ -263,7 +274,7 @@ func (v *Validator) Validate(res map[string]any, opts Options) Result {
 	}
 	w := &walker{v: v, opts: &opts, issues: issues}
 	w.resource(res, typ, nil, opts.Profiles, opts.BaseOnly, nil)
-	return Result{Issues: w.issues}
+	return Result{Issues: w.issues, BindingErrors: w.bindingErrors}
 }
 
 // tidyCheckerPath turns the structural checker's Bundle entry paths

@@ -25,6 +25,8 @@ type walker struct {
 	opts   *Options
 	issues []outcome.Issue
 	path   []seg
+	// bindingErrors counts the errors against base required bindings.
+	bindingErrors int
 }
 
 // resCtx is what the checks of one resource (a root, an entry or a contained resource) share.
@@ -230,6 +232,9 @@ func (w *walker) visit(c *resCtx, node any, ext map[string]any, t *r4model.Type,
 	prim := t.Kind == r4model.Primitive
 	if !prim || node != nil {
 		w.v.base.forNode(t, parent, name, func(ci *compiledInv) { w.invariant(c, ci, node, t) })
+	}
+	if parent != nil && !prim && len(w.v.bindings) > 0 {
+		w.checkBase(node, t, parent, name)
 	}
 	for _, p := range c.profiles {
 		for _, k := range keys {
@@ -676,6 +681,9 @@ func (w *walker) checkBinding(b *Binding, node any, t *r4model.Type, where strin
 		return
 	}
 	for _, c := range cs {
+		if c[0] == "" && t.Kind != r4model.Primitive {
+			continue // a Coding's code means nothing without its system
+		}
 		if vs.contains(c[0], c[1]) {
 			if vs.retired {
 				w.add("warning", "business-rule", "", "value set %s (%s) is retired", b.ValueSet, where)
@@ -685,9 +693,12 @@ func (w *walker) checkBinding(b *Binding, node any, t *r4model.Type, where strin
 	}
 	var got []string
 	for _, c := range cs {
-		if c[0] != "" {
+		switch {
+		case c[0] != "":
 			got = append(got, c[0]+"|"+c[1])
-		} else {
+		case t.Kind != r4model.Primitive:
+			got = append(got, c[1]+" (with no system)")
+		default:
 			got = append(got, c[1])
 		}
 	}
