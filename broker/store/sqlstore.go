@@ -65,7 +65,7 @@ func Open(ctx context.Context, storeURL, dataDir string, opts Options) (*SQL, er
 	} else {
 		path := strings.TrimPrefix(storeURL, "sqlite:")
 		if path == "" {
-			path = filepath.Join(dataDir, "hjbroker.db")
+			path = filepath.Join(dataDir, SQLiteFile)
 		}
 		s, err = openSQLite(path, opts)
 	}
@@ -96,6 +96,9 @@ func redact(u string) string {
 	}
 	return p.Redacted()
 }
+
+// SQLiteFile is the embedded store's database file in its data directory.
+const SQLiteFile = "hjbroker.db"
 
 func openSQLite(path string, opts Options) (*SQL, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {

@@ -14,9 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hjbroker/hjbroker/broker/app"
-	"github.com/hjbroker/hjbroker/broker/auth"
 	"github.com/hjbroker/hjbroker/broker/resource"
-	"github.com/hjbroker/hjbroker/broker/store"
 	"github.com/hjbroker/hjbroker/conformance/capability"
 	confreport "github.com/hjbroker/hjbroker/conformance/report"
 	"github.com/hjbroker/hjbroker/conformance/suite"
@@ -195,28 +193,8 @@ func (f *targetFlags) header(ctx context.Context, s *suite.Suite, tokens map[str
 // mintToken issues a token for a client of a local broker from its store, as
 // "hjbroker token" does.
 func mintToken(ctx context.Context, dataDir, configFile, clientID string) (string, error) {
-	cfg, err := tokenConfig(configFile)
-	if err != nil {
-		return "", err
-	}
-	if _, _, ok := cfg.Client(clientID); !ok {
-		return "", fmt.Errorf("no client %q in %s", clientID, cfg.Source)
-	}
-	opts := auth.Options{Config: cfg}
-	if err := opts.FromEnv(); err != nil {
-		return "", err
-	}
-	st, err := store.Open(ctx, os.Getenv("HJB_STORE_URL"), dataDir, store.Options{MaxConns: 2, Migrations: app.Migrations()})
-	if err != nil {
-		return "", err
-	}
-	defer st.Close()
-	opts.DB = st
-	a, err := auth.New(opts)
-	if err != nil {
-		return "", err
-	}
-	tok, err := a.MintFor(ctx, clientID)
+	// The target is running, so its store exists: a directory without one is the wrong one.
+	tok, _, _, err := mintLocal(ctx, dataDir, configFile, clientID, true)
 	if err != nil {
 		return "", err
 	}

@@ -134,6 +134,8 @@ func TestConformanceRunSuiteFromDir(t *testing.T) {
 }
 
 func TestConformanceUsageErrors(t *testing.T) {
+	t.Setenv("HJB_STORE_URL", "")
+	empty := t.TempDir()
 	cases := []struct {
 		args []string
 		want string
@@ -146,6 +148,8 @@ func TestConformanceUsageErrors(t *testing.T) {
 		{[]string{"run", "--target", "http://127.0.0.1:1/fhir", "--var", "novalue"}, "want NAME=VALUE"},
 		{[]string{"run", "--target", "ftp://x/fhir"}, "not an http(s) URL"},
 		{[]string{"check-capability", "--target", "http://127.0.0.1:1/fhir"}, "GET http://127.0.0.1:1/fhir/metadata"},
+		// A directory without the target's store would mint tokens it refuses (401s).
+		{[]string{"run", "--target", "http://127.0.0.1:1/fhir", "--client", "gp", "--data-dir", empty}, "no broker store in " + empty},
 	}
 	for _, c := range cases {
 		_, stderr, code := runConformance(t, c.args...)

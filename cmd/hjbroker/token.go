@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -29,32 +31,13 @@ error. Every use of the token is audited like any other request.`,
 			if clientID == "" {
 				return fmt.Errorf("--client is required")
 			}
-			cfg, err := tokenConfig(configFile)
+			tok, c, fresh, err := mintLocal(cmd.Context(), dataDir, configFile, clientID, false)
 			if err != nil {
 				return err
 			}
-			opts := auth.Options{Config: cfg}
-			if err := opts.FromEnv(); err != nil {
-				return err
+			if fresh {
+				fmt.Fprintf(cmd.ErrOrStderr(), "note: %s held no broker store; a new one was made, and only a broker serving from %s accepts this token\n", dataDir, dataDir)
 			}
-			if _, _, ok := cfg.Client(clientID); !ok {
-				return fmt.Errorf("no client %q in %s", clientID, cfg.Source)
-			}
-			st, err := store.Open(cmd.Context(), os.Getenv("HJB_STORE_URL"), dataDir, store.Options{MaxConns: 2, Migrations: app.Migrations()})
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			opts.DB = st
-			a, err := auth.New(opts)
-			if err != nil {
-				return err
-			}
-			tok, err := a.MintFor(cmd.Context(), clientID)
-			if err != nil {
-				return err
-			}
-			c, _ := a.Registry().Client(clientID)
 			fmt.Fprintf(cmd.ErrOrStderr(), "client %s (agency %s), scope %q, expires in %ds\n", c.ID, c.AgencyID, tok.Scope, tok.ExpiresIn)
 			_, err = fmt.Fprintln(cmd.OutOrStdout(), tok.AccessToken)
 			return err
@@ -64,6 +47,48 @@ error. Every use of the token is audited like any other request.`,
 	cmd.Flags().StringVar(&configFile, "config", "", "configuration file (default: the built-in demo configuration)")
 	cmd.Flags().StringVar(&clientID, "client", "", "client id from the configuration")
 	return cmd
+}
+
+// mintLocal issues an access token for a client from a local broker's store (the embedded one
+// in dataDir, or PostgreSQL with HJB_STORE_URL), signed with the key the broker serving from
+// that store verifies. An embedded store that does not exist yet is created (a broker started
+// on it later accepts the token) and fresh is true; callers minting for a broker that is
+// already running treat that as the wrong directory.
+func mintLocal(ctx context.Context, dataDir, configFile, clientID string, mustExist bool) (tok *auth.Token, c *auth.Client, fresh bool, err error) {
+	cfg, err := tokenConfig(configFile)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	opts := auth.Options{Config: cfg}
+	if err := opts.FromEnv(); err != nil {
+		return nil, nil, false, err
+	}
+	if _, _, ok := cfg.Client(clientID); !ok {
+		return nil, nil, false, fmt.Errorf("no client %q in %s", clientID, cfg.Source)
+	}
+	storeURL := os.Getenv("HJB_STORE_URL")
+	if storeURL == "" {
+		_, err := os.Stat(filepath.Join(dataDir, store.SQLiteFile))
+		fresh = os.IsNotExist(err)
+	}
+	if fresh && mustExist {
+		return nil, nil, true, fmt.Errorf("no broker store in %s (hjbroker serve keeps %s in its --data-dir; give that directory)", dataDir, store.SQLiteFile)
+	}
+	st, err := store.Open(ctx, storeURL, dataDir, store.Options{MaxConns: 2, Migrations: app.Migrations()})
+	if err != nil {
+		return nil, nil, fresh, err
+	}
+	defer st.Close()
+	opts.DB = st
+	a, err := auth.New(opts)
+	if err != nil {
+		return nil, nil, fresh, err
+	}
+	if tok, err = a.MintFor(ctx, clientID); err != nil {
+		return nil, nil, fresh, err
+	}
+	c, _ = a.Registry().Client(clientID)
+	return tok, c, fresh, nil
 }
 
 func tokenConfig(path string) (*config.Config, error) {

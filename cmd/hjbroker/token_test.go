@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hjbroker/hjbroker/broker/app"
 	"github.com/hjbroker/hjbroker/broker/auth"
 	"github.com/hjbroker/hjbroker/broker/config"
 	"github.com/hjbroker/hjbroker/broker/store"
@@ -17,6 +18,12 @@ func TestTokenCommand(t *testing.T) {
 		t.Run(b.Name, func(t *testing.T) {
 			t.Setenv("HJB_STORE_URL", b.StoreURL)
 			t.Setenv("HJB_PUBLIC_BASE", "https://hjb.example/fhir")
+			// The broker's store, as hjbroker serve leaves it.
+			served, err := store.Open(t.Context(), b.StoreURL, b.DataDir, store.Options{Migrations: app.Migrations()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			served.Close()
 			var stdout, stderr bytes.Buffer
 			cmd := newTokenCmd()
 			cmd.SetOut(&stdout)
@@ -53,6 +60,26 @@ func TestTokenCommand(t *testing.T) {
 				t.Errorf("stderr %q", stderr.String())
 			}
 		})
+	}
+}
+
+// A directory that holds no broker store yet gets one, with a note saying that only a broker
+// serving from it will accept the token.
+func TestTokenCommandNotesANewStore(t *testing.T) {
+	t.Setenv("HJB_STORE_URL", "")
+	dir := t.TempDir()
+	for i, wantNote := range []bool{true, false} {
+		cmd := newTokenCmd()
+		var out, errOut bytes.Buffer
+		cmd.SetOut(&out)
+		cmd.SetErr(&errOut)
+		cmd.SetArgs([]string{"--data-dir", dir, "--client", "court"})
+		if err := cmd.ExecuteContext(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(errOut.String(), "held no broker store"); got != wantNote {
+			t.Errorf("run %d: note %v, want %v: %s", i+1, got, wantNote, errOut.String())
+		}
 	}
 }
 
