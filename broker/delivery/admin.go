@@ -79,14 +79,14 @@ func (a *Admin) ReplayDelivery(ctx context.Context, id string) error {
 		if deliveryID(m) != id {
 			continue
 		}
-		n, err := a.o.Queue.Replay(ctx, e.Destination, m.ID)
+		n, err := a.replay(ctx, e.Destination, []string{m.ID}, []string{id})
 		if err != nil {
 			return err
 		}
 		if n == 0 {
 			break
 		}
-		return a.o.Log.setState(ctx, routing.Pending, "replayed", id)
+		return nil
 	}
 	return fmt.Errorf("%w: delivery %s is not among the dead letters of %s", queue.ErrNotFound, id, e.Destination)
 }
@@ -109,16 +109,27 @@ func (a *Admin) ReplayEndpoint(ctx context.Context, endpoint string) (int, error
 			dids = append(dids, d)
 		}
 	}
-	n, err := a.o.Queue.Replay(ctx, endpoint, ids...)
-	if err != nil {
-		return n, err
-	}
+	return a.replay(ctx, endpoint, ids, dids)
+}
+
+// replay marks the deliveries pending, then moves their dead letters back to the queue. In
+// that order: a worker (on this node or another) may deliver a replayed message at once, and
+// marking them pending afterwards would overwrite its "delivered". When nothing moves, or the
+// queue fails, the deliveries go back to dead.
+func (a *Admin) replay(ctx context.Context, endpoint string, msgIDs, deliveryIDs []string) (int, error) {
 	if a.o.Log != nil {
-		if err := a.o.Log.setState(ctx, routing.Pending, "replayed", dids...); err != nil {
-			return n, err
+		if err := a.o.Log.transition(ctx, routing.Dead, routing.Pending, "replayed", deliveryIDs...); err != nil {
+			return 0, err
 		}
 	}
-	return n, nil
+	n, err := a.o.Queue.Replay(ctx, endpoint, msgIDs...)
+	if (err != nil || n == 0) && a.o.Log != nil {
+		// Best effort: the deliveries did not leave the dead letters.
+		if rerr := a.o.Log.transition(context.WithoutCancel(ctx), routing.Pending, routing.Dead, "replay failed", deliveryIDs...); rerr != nil && err == nil {
+			err = rerr
+		}
+	}
+	return n, err
 }
 
 // deliveryID reads the delivery id of a queue message.

@@ -254,3 +254,54 @@ func call(t *testing.T, srv *httptest.Server, method, path string, want int, out
 }
 
 var _ queue.Queue = (*memQueue)(nil)
+
+// racingQueue delivers replayed messages before Replay returns, as a worker on another node
+// may: the log must end up delivered, not back at pending.
+type racingQueue struct {
+	queue.Queue
+	deliver func()
+}
+
+func (q racingQueue) Replay(ctx context.Context, destination string, ids ...string) (int, error) {
+	n, err := q.Queue.Replay(ctx, destination, ids...)
+	if err == nil {
+		q.deliver()
+	}
+	return n, err
+}
+
+func TestReplayDeliveredAtOnceStaysDelivered(t *testing.T) {
+	for _, b := range storetest.Backends(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			s := openStore(t, b)
+			q := storeq.New(s)
+			l := NewLog(s, nil)
+			h := newHarness(t, harnessOpts{q: q, log: l, extra: []string{"maxAttempts: 1"}})
+			var up atomic.Bool
+			h.rc.setStatus(func(received) (int, http.Header) {
+				if up.Load() {
+					return http.StatusOK, nil
+				}
+				return http.StatusServiceUnavailable, nil
+			})
+			d1 := h.add(t, "o1", "Patient/a", 1)
+			d2 := h.add(t, "o2", "Patient/b", 1)
+			d3 := h.add(t, "o3", "Patient/c", 1)
+			h.drain(t, 0)
+			up.Store(true)
+			admin := NewAdmin(AdminOptions{Queue: racingQueue{Queue: q, deliver: func() { h.drain(t, 0) }}, Log: l, Config: h.cfg, Worker: h.w})
+			ctx := context.Background()
+			if err := admin.ReplayDelivery(ctx, d1.ID); err != nil {
+				t.Fatal(err)
+			}
+			if n, err := admin.ReplayEndpoint(ctx, "court-ep"); err != nil || n != 2 {
+				t.Fatalf("replayed %d, %v; want 2", n, err)
+			}
+			for _, d := range []routing.Delivery{d1, d2, d3} {
+				if e, _ := l.Get(ctx, d.ID); e.State != routing.Delivered {
+					t.Errorf("%s is %s after a replay delivered at once, want delivered", d.ID, e.State)
+				}
+			}
+		})
+	}
+}

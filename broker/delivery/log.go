@@ -221,11 +221,13 @@ func (l *Log) Counts(ctx context.Context, destination string) (map[routing.State
 }
 
 // setState moves deliveries to state (replay: dead to pending).
-func (l *Log) setState(ctx context.Context, state routing.State, reason string, ids ...string) error {
+// transition moves deliveries from one state to another, leaving any that are no longer in
+// the first (a worker already moved them on).
+func (l *Log) transition(ctx context.Context, from, to routing.State, reason string, ids ...string) error {
 	now := l.now().UnixMicro()
 	for _, id := range ids {
-		if _, err := l.db.DB().ExecContext(ctx, l.db.Rebind(`UPDATE delivery_log SET state = ?, reason = ?, updated_at = ? WHERE id = ?`),
-			string(state), reason, now, id); err != nil {
+		if _, err := l.db.DB().ExecContext(ctx, l.db.Rebind(`UPDATE delivery_log SET state = ?, reason = ?, updated_at = ? WHERE id = ? AND state = ?`),
+			string(to), reason, now, id, string(from)); err != nil {
 			return fmt.Errorf("updating delivery %s: %w", id, err)
 		}
 	}
