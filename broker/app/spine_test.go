@@ -1,12 +1,9 @@
 package app_test
 
 import (
-	"crypto/rand"
-	"crypto/rsa"
 	"encoding/json"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,30 +14,12 @@ import (
 	"github.com/hjbroker/hjbroker/mappings/scr"
 )
 
-var (
-	spineKeyOnce sync.Once
-	spineKey     *rsa.PrivateKey
-)
-
 // startWithSpine runs a simulator and a node using it.
 func startWithSpine(t *testing.T, b storetest.Backend) (*apptest.Server, *spinesim.Running) {
 	t.Helper()
-	spineKeyOnce.Do(func() {
-		k, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			panic(err)
-		}
-		spineKey = k
-	})
-	sim, err := spinesim.Start("", spinesim.Options{SlowDelay: 10 * time.Second,
-		Clients: []spinesim.Client{{ID: "hjbroker-test", KeyID: "hjb-1", Key: &spineKey.PublicKey}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
-	s := apptest.Start(t, b, app.Config{Spine: app.SpineOptions{URL: sim.URL, ClientID: "hjbroker-test", KeyID: "hjb-1", Key: spineKey,
-		Timeout: 300 * time.Millisecond, Attempts: 2, ASID: "200000001234"}})
-	return s, sim
+	sim, opts := apptest.StartSpine(t, spinesim.Options{SlowDelay: 10 * time.Second})
+	opts.Timeout, opts.Attempts, opts.ASID = 300*time.Millisecond, 2, "200000001234"
+	return apptest.Start(t, b, app.Config{Spine: opts}), sim
 }
 
 func byNHS(nhs string) string { return "Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|" + nhs }

@@ -103,24 +103,32 @@ func TestLogOnBothBackends(t *testing.T) {
 // With the embedded queue and the delivery log on a real store: a destination that refuses
 // everything dead-letters; replay of one and of the endpoint's dead letters through the
 // admin API delivers them once it accepts again.
+// deadDeliveries sets up a worker on the embedded queue whose endpoint answers 503 until up is
+// set, and three deliveries (one patient each) that died after maxAttempts attempts.
+func deadDeliveries(t *testing.T, b storetest.Backend, maxAttempts int) (queue.Queue, *Log, *harness, *atomic.Bool, routing.Delivery, routing.Delivery, routing.Delivery) {
+	t.Helper()
+	s := openStore(t, b)
+	q := storeq.New(s)
+	l := NewLog(s, nil)
+	h := newHarness(t, harnessOpts{q: q, log: l, extra: []string{fmt.Sprintf("maxAttempts: %d", maxAttempts)}})
+	up := new(atomic.Bool)
+	h.rc.setStatus(func(received) (int, http.Header) {
+		if up.Load() {
+			return http.StatusOK, nil
+		}
+		return http.StatusServiceUnavailable, nil
+	})
+	d1 := h.add(t, "o1", "Patient/a", 1)
+	d2 := h.add(t, "o2", "Patient/b", 1)
+	d3 := h.add(t, "o3", "Patient/c", 1)
+	h.drain(t, 0)
+	return q, l, h, up, d1, d2, d3
+}
+
 func TestAdminReplayWithStoreQueue(t *testing.T) {
 	for _, b := range storetest.Backends(t) {
 		t.Run(b.Name, func(t *testing.T) {
-			s := openStore(t, b)
-			q := storeq.New(s)
-			l := NewLog(s, nil)
-			h := newHarness(t, harnessOpts{q: q, log: l, extra: []string{"maxAttempts: 2"}})
-			var up atomic.Bool
-			h.rc.setStatus(func(received) (int, http.Header) {
-				if up.Load() {
-					return http.StatusOK, nil
-				}
-				return http.StatusServiceUnavailable, nil
-			})
-			d1 := h.add(t, "o1", "Patient/a", 1)
-			d2 := h.add(t, "o2", "Patient/b", 1)
-			d3 := h.add(t, "o3", "Patient/c", 1)
-			h.drain(t, 0)
+			q, l, h, up, d1, d2, d3 := deadDeliveries(t, b, 2)
 			admin := NewAdmin(AdminOptions{Queue: q, Log: l, Config: h.cfg, Worker: h.w})
 			srv := httptest.NewServer(http.StripPrefix("/admin", admin))
 			defer srv.Close()
@@ -273,21 +281,7 @@ func (q racingQueue) Replay(ctx context.Context, destination string, ids ...stri
 func TestReplayDeliveredAtOnceStaysDelivered(t *testing.T) {
 	for _, b := range storetest.Backends(t) {
 		t.Run(b.Name, func(t *testing.T) {
-			s := openStore(t, b)
-			q := storeq.New(s)
-			l := NewLog(s, nil)
-			h := newHarness(t, harnessOpts{q: q, log: l, extra: []string{"maxAttempts: 1"}})
-			var up atomic.Bool
-			h.rc.setStatus(func(received) (int, http.Header) {
-				if up.Load() {
-					return http.StatusOK, nil
-				}
-				return http.StatusServiceUnavailable, nil
-			})
-			d1 := h.add(t, "o1", "Patient/a", 1)
-			d2 := h.add(t, "o2", "Patient/b", 1)
-			d3 := h.add(t, "o3", "Patient/c", 1)
-			h.drain(t, 0)
+			q, l, h, up, d1, d2, d3 := deadDeliveries(t, b, 1)
 			up.Store(true)
 			admin := NewAdmin(AdminOptions{Queue: racingQueue{Queue: q, deliver: func() { h.drain(t, 0) }}, Log: l, Config: h.cfg, Worker: h.w})
 			ctx := context.Background()

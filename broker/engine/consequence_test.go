@@ -8,12 +8,8 @@ import (
 	"testing"
 
 	"github.com/hjbroker/hjbroker/broker/engine"
-	"github.com/hjbroker/hjbroker/broker/index"
 	"github.com/hjbroker/hjbroker/broker/resource"
-	"github.com/hjbroker/hjbroker/broker/searchparam"
 	"github.com/hjbroker/hjbroker/broker/store"
-	"github.com/hjbroker/hjbroker/profiles/fhirpath"
-	"github.com/hjbroker/hjbroker/profiles/r4model"
 )
 
 // consequenceEngine is an engine whose Tasks that move to completed complete the Task their
@@ -21,59 +17,44 @@ import (
 // "Type/id/version<Cause".
 func consequenceEngine(t *testing.T, seen *[]string) *engine.Engine {
 	t.Helper()
-	st, err := store.Open(context.Background(), "", t.TempDir(), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	params, err := searchparam.NewR4()
-	if err != nil {
-		t.Fatal(err)
-	}
-	model := r4model.Load()
-	checker, err := resource.NewChecker(64)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := testConfig(t)
 	code := func(m map[string]any) string {
 		s, _ := m["status"].(string)
 		return s
 	}
-	e, err := engine.New(engine.Config{
-		Store: st, Checker: checker, Indexer: index.New(params, fhirpath.NewEngine(model)), Params: params, Types: model,
-		OnWrite: func(_ context.Context, _ store.Tx, ev engine.WriteEvent) error {
-			s := fmt.Sprintf("%s/%s/%d", ev.Stored.Type, ev.Stored.ID, ev.Stored.Version)
-			if ev.Cause != nil {
-				s += fmt.Sprintf("<%s/%s/%d", ev.Cause.Type, ev.Cause.ID, ev.Cause.Version)
-			}
-			*seen = append(*seen, s)
+	cfg.OnWrite = func(_ context.Context, _ store.Tx, ev engine.WriteEvent) error {
+		s := fmt.Sprintf("%s/%s/%d", ev.Stored.Type, ev.Stored.ID, ev.Stored.Version)
+		if ev.Cause != nil {
+			s += fmt.Sprintf("<%s/%s/%d", ev.Cause.Type, ev.Cause.ID, ev.Cause.Version)
+		}
+		*seen = append(*seen, s)
+		return nil
+	}
+	cfg.Consequences = map[string]func(map[string]any, map[string]any) []engine.Consequence{"Task": func(prev, next map[string]any) []engine.Consequence {
+		focus, _ := next["focus"].(map[string]any)
+		ref, _ := focus["reference"].(string)
+		target, ok := strings.CutPrefix(ref, "Task/")
+		if !ok || code(prev) == code(next) {
 			return nil
-		},
-		Consequences: map[string]func(map[string]any, map[string]any) []engine.Consequence{"Task": func(prev, next map[string]any) []engine.Consequence {
-			focus, _ := next["focus"].(map[string]any)
-			ref, _ := focus["reference"].(string)
-			target, ok := strings.CutPrefix(ref, "Task/")
-			if !ok || code(prev) == code(next) {
-				return nil
-			}
-			switch code(next) {
-			case "completed":
-				return []engine.Consequence{{Type: "Task", ID: target, Reason: "its part is done", Change: func(res map[string]any) bool {
-					if code(res) == "completed" {
-						return false
-					}
-					res["status"] = "completed"
-					return true
-				}}}
-			case "failed":
-				return []engine.Consequence{{Type: "Task", ID: target, Change: func(res map[string]any) bool {
-					res["status"] = 5
-					return true
-				}}}
-			}
-			return nil
-		}},
-	})
+		}
+		switch code(next) {
+		case "completed":
+			return []engine.Consequence{{Type: "Task", ID: target, Reason: "its part is done", Change: func(res map[string]any) bool {
+				if code(res) == "completed" {
+					return false
+				}
+				res["status"] = "completed"
+				return true
+			}}}
+		case "failed":
+			return []engine.Consequence{{Type: "Task", ID: target, Change: func(res map[string]any) bool {
+				res["status"] = 5
+				return true
+			}}}
+		}
+		return nil
+	}}
+	e, err := engine.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,12 +1,9 @@
 package suites_test
 
 import (
-	"crypto/rand"
-	"crypto/rsa"
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,30 +16,13 @@ import (
 	"github.com/hjbroker/hjbroker/conformance/suites"
 )
 
-var (
-	spineKeyOnce sync.Once
-	spineKey     *rsa.PrivateKey
-)
-
 // startWithSpine runs a broker on b connected to a Spine simulator with its test patients,
 // as the spine-lookup suite needs (every other suite runs on it as on any broker).
 func startWithSpine(t *testing.T, b storetest.Backend) *apptest.Server {
 	t.Helper()
-	spineKeyOnce.Do(func() {
-		k, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			panic(err)
-		}
-		spineKey = k
-	})
-	sim, err := spinesim.Start("", spinesim.Options{SlowDelay: 10 * time.Second,
-		Clients: []spinesim.Client{{ID: "hjbroker-conformance", KeyID: "conformance-1", Key: &spineKey.PublicKey}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
-	return apptest.Start(t, b, app.Config{Spine: app.SpineOptions{URL: sim.URL, ClientID: "hjbroker-conformance", KeyID: "conformance-1",
-		Key: spineKey, Timeout: 2 * time.Second, Attempts: 2}})
+	_, opts := apptest.StartSpine(t, spinesim.Options{SlowDelay: 10 * time.Second})
+	opts.Timeout, opts.Attempts = 2*time.Second, 2
+	return apptest.Start(t, b, app.Config{Spine: opts})
 }
 
 // target starts a broker (with the Spine simulator) for the named shipped suite and returns
