@@ -53,7 +53,10 @@ type Config struct {
 	PublicBase string // base URL in links when behind a proxy
 	Limits     engine.Limits
 	MaxConns   int
-	Logger     *zap.Logger
+	// ReadCacheMB sizes the embedded store's cache of current versions in MiB: 0 takes the
+	// default (64), a negative value turns it off (HJB_READ_CACHE_MB=0).
+	ReadCacheMB int
+	Logger      *zap.Logger
 	// OTLPEndpoint turns on OpenTelemetry tracing (OTLP/HTTP, e.g. http://127.0.0.1:4318).
 	OTLPEndpoint string
 	// Validation is the write validation mode: off, reject (default), tag or quarantine.
@@ -124,10 +127,31 @@ func (c *Config) FromEnv() error {
 			return err
 		}
 	}
+	if v := os.Getenv("HJB_READ_CACHE_MB"); v != "" && c.ReadCacheMB == 0 {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("HJB_READ_CACHE_MB=%q: want a size in MiB, 0 for no cache", v)
+		}
+		c.ReadCacheMB = n
+		if n == 0 {
+			c.ReadCacheMB = -1
+		}
+	}
 	if body > 0 && c.Limits.MaxBodyBytes == 0 {
 		c.Limits.MaxBodyBytes = int64(body)
 	}
 	return nil
+}
+
+// readCacheBytes is the store's read cache size: only the embedded store has one.
+func (c *Config) readCacheBytes() int64 {
+	switch {
+	case c.ReadCacheMB < 0 || strings.HasPrefix(c.StoreURL, "postgres"):
+		return 0
+	case c.ReadCacheMB == 0:
+		return store.DefaultReadCacheBytes
+	}
+	return int64(c.ReadCacheMB) << 20
 }
 
 // Node is a running broker's parts.
@@ -190,7 +214,8 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 	if n.Config, err = LoadConfig(cfg.ConfigFile); err != nil {
 		return nil, err
 	}
-	if n.Store, err = store.Open(ctx, cfg.StoreURL, cfg.DataDir, store.Options{MaxConns: cfg.MaxConns, Migrations: Migrations()}); err != nil {
+	if n.Store, err = store.Open(ctx, cfg.StoreURL, cfg.DataDir, store.Options{MaxConns: cfg.MaxConns, Migrations: Migrations(),
+		ReadCacheBytes: cfg.readCacheBytes()}); err != nil {
 		return nil, err
 	}
 	n.closers = append(n.closers, n.Store.Close)
@@ -296,6 +321,16 @@ func New(ctx context.Context, cfg Config) (node *Node, err error) {
 	}
 	n.closers = append(n.closers, func() error { n.Stop(); return nil })
 	n.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if n.Store.ReadCacheStats().Enabled {
+		st := n.Store.ReadCacheStats
+		n.Registry.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "hjbroker_read_cache_hits_total", Help: "Reads by id served from the embedded store's cache."},
+				func() float64 { return float64(st().Hits) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "hjbroker_read_cache_misses_total", Help: "Reads by id that went to the database."},
+				func() float64 { return float64(st().Misses) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hjbroker_read_cache_bytes", Help: "Estimated size of the read cache's entries."},
+				func() float64 { return float64(st().Bytes) }))
+	}
 	sec := &httpapi.Security{
 		Auth:   n.Auth,
 		Audit:  n.recorder,

@@ -64,8 +64,15 @@ func (t *Trail) Search(ctx context.Context, f Filter) (Result, error) {
 		if ref == "" {
 			return Result{}, fmt.Errorf("audit search: patient %q is not Patient/id", f.Patient)
 		}
-		where = append(where, `seq IN (SELECT seq FROM audit_event_patients WHERE patient = ?)`)
-		args = append(args, ref)
+		// One seek per bucket (patientBucketSize): the buckets are counted out by a
+		// recursive query, which both backends run as a loop of index lookups.
+		var head int64
+		if err := t.db.QueryRowContext(ctx, `SELECT seq FROM audit_chain_head WHERE id = 1`).Scan(&head); err != nil {
+			return Result{}, fmt.Errorf("audit search: reading chain head: %w", err)
+		}
+		where = append(where, `seq IN (WITH RECURSIVE b(n) AS (SELECT CAST(? AS BIGINT) UNION ALL SELECT n + 1 FROM b WHERE n < ?)
+			SELECT i.seq FROM b JOIN audit_patient_index i ON i.bucket = b.n AND i.patient = ?)`)
+		args = append(args, 0, patientBucket(head), ref)
 	}
 	for _, c := range []struct{ col, v string }{{"agency", f.Agency}, {"client", f.Client}, {"action", string(f.Action)}} {
 		if c.v != "" {

@@ -272,7 +272,7 @@ func TestTamperingIsDetected(t *testing.T) {
 		{"agency column edited", `UPDATE audit_events SET agency = 'court' WHERE seq = ?`, 3, audit.BreakIndexMismatch},
 		{"event id column edited", `UPDATE audit_events SET event_id = 'another' WHERE seq = ?`, 3, audit.BreakIndexMismatch},
 		{"recorded column edited", `UPDATE audit_events SET recorded = recorded + 1 WHERE seq = ?`, 7, audit.BreakIndexMismatch},
-		{"patient index row deleted", `DELETE FROM audit_event_patients WHERE seq = ?`, 4, audit.BreakIndexMismatch},
+		{"patient index row deleted", `DELETE FROM audit_patient_index WHERE seq = ?`, 4, audit.BreakIndexMismatch},
 		{"row inserted beyond the head", `INSERT INTO audit_events (seq, recorded, action, outcome, client, agency, event_id, body, prev_hash, hash)
 			SELECT ? + 1, recorded, action, outcome, client, agency, event_id, body, hash, hash FROM audit_events WHERE seq = ` + fmt.Sprint(n), n, audit.BreakOutsideChain},
 	}
@@ -586,4 +586,42 @@ func TestRecorderReportsWriteFailures(t *testing.T) {
 	if len(seen) == 0 {
 		t.Fatal("OnError was not called")
 	}
+}
+
+// The patient index is kept in buckets of consecutive events; a search by patient must find
+// events in every bucket, including the first, a full middle one and the partial last one.
+func TestSearchByPatientAcrossIndexBuckets(t *testing.T) {
+	const n = 2*4096 + 300
+	eachBackend(t, func(t *testing.T, _ storetest.Backend, s *store.SQL) {
+		ctx := context.Background()
+		tr := audit.NewTrail(s)
+		batch := make([]audit.Event, 0, 1000)
+		for i := 1; i <= n; i++ {
+			batch = append(batch, event(i))
+			if len(batch) == cap(batch) || i == n {
+				if err := tr.Append(ctx, batch...); err != nil {
+					t.Fatal(err)
+				}
+				batch = batch[:0]
+			}
+		}
+		for p, want := range map[string]int64{"Patient/p0": n / 3, "Patient/p1": n/3 + 1, "Patient/p2": n/3 + 1, "Patient/p9": 0} {
+			res, err := tr.Search(ctx, audit.Filter{Patient: p, Limit: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Total != want {
+				t.Errorf("%s: %d events, want %d", p, res.Total, want)
+			}
+		}
+		// The newest event of p2 is the last one appended (n % 3 == 2).
+		res, err := tr.Search(ctx, audit.Filter{Patient: "Patient/p2", Limit: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Events) != 1 || !strings.Contains(string(res.Events[0]), fmt.Sprintf("o%d", n)) {
+			t.Errorf("newest event of Patient/p2: %.300s", res.Events)
+		}
+		mustVerifyOK(t, tr, n)
+	})
 }

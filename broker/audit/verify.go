@@ -188,8 +188,10 @@ func (t *Trail) page(ctx context.Context, after, upto int64) ([]vrow, error) {
 	for i, r := range page {
 		pos[r.seq] = i
 	}
-	prs, err := t.db.QueryContext(ctx, t.rebind(`SELECT seq, patient FROM audit_event_patients
-		WHERE seq > ? AND seq <= ? ORDER BY seq, patient`), after, page[len(page)-1].seq)
+	last := page[len(page)-1].seq
+	prs, err := t.db.QueryContext(ctx, t.rebind(`SELECT seq, patient FROM audit_patient_index
+		WHERE bucket >= ? AND bucket <= ? AND seq > ? AND seq <= ? ORDER BY seq, patient`),
+		patientBucket(after+1), patientBucket(last), after, last)
 	if err != nil {
 		return nil, fmt.Errorf("audit verify: reading patient index: %w", err)
 	}

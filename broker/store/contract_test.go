@@ -50,7 +50,12 @@ func newEnv(t *testing.T, b storetest.Backend) *env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
-	s, err := store.Open(ctx, b.StoreURL, b.DataDir, store.Options{})
+	// The embedded store runs with its read cache, as the broker opens it.
+	opts := store.Options{}
+	if b.StoreURL == "" {
+		opts.ReadCacheBytes = store.DefaultReadCacheBytes
+	}
+	s, err := store.Open(ctx, b.StoreURL, b.DataDir, opts)
 	if err != nil {
 		t.Fatalf("opening %s store: %v", b.Name, err)
 	}
@@ -1732,6 +1737,61 @@ func TestUpdatePanicReleasesTransaction(t *testing.T) {
 		}
 		if _, err := e.s.Current(e.ctx, "Patient", "half"); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("the panicking transaction's write is visible: %v", err)
+		}
+	})
+}
+
+// A transaction's index rows are written in batches, yet a search inside it sees every
+// resource Put before it, a resource written twice keeps only its last version's rows, and
+// a transaction that fails leaves no rows at all.
+func TestIndexRowsWithinATransaction(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ctx := e.ctx
+		put := func(tx store.Tx, id string, v int64, code string) error {
+			return tx.Put(ctx, &store.Write{Type: "Patient", ID: id, Version: v, LastUpdated: e.next(), Method: "PUT",
+				Body: body("Patient", id, v), Index: store.Index{Tokens: []store.TokenRow{tok("identifier", "urn:tx", code)}}})
+		}
+		err := e.s.Update(ctx, func(tx store.Tx) error {
+			for i := range 300 { // more than one full chunk of rows
+				if err := put(tx, fmt.Sprintf("p%d", i), 1, fmt.Sprintf("c%d", i)); err != nil {
+					return err
+				}
+			}
+			q := e.query(t, "Patient", "identifier=urn:tx|c299")
+			p, err := tx.Search(ctx, q, store.SearchOptions{Limit: 10})
+			if err != nil {
+				return err
+			}
+			if got := ids(p.Entries); !slices.Equal(got, []string{"p299"}) {
+				t.Errorf("search inside the transaction found %v, want [p299]", got)
+			}
+			return put(tx, "p0", 2, "renamed")
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := e.find(t, "Patient", "identifier=urn:tx|c0"); len(got) != 0 {
+			t.Errorf("the first version's index rows survived: %v", got)
+		}
+		if got := e.find(t, "Patient", "identifier=urn:tx|renamed"); !slices.Equal(got, []string{"p0"}) {
+			t.Errorf("identifier=renamed finds %v", got)
+		}
+		if got := e.find(t, "Patient", "identifier=urn:tx|"); len(got) != 300 {
+			t.Errorf("identifier=urn:tx| finds %d, want 300", len(got))
+		}
+		boom := errors.New("boom")
+		err = e.s.Update(ctx, func(tx store.Tx) error {
+			if err := put(tx, "gone", 1, "gone"); err != nil {
+				return err
+			}
+			return boom
+		})
+		if !errors.Is(err, boom) {
+			t.Fatalf("Update = %v", err)
+		}
+		var n int
+		if err := e.s.DB().QueryRowContext(ctx, `SELECT COUNT(*) FROM idx_token WHERE code = 'gone'`).Scan(&n); err != nil || n != 0 {
+			t.Errorf("a failed transaction left %d index rows (%v)", n, err)
 		}
 	})
 }

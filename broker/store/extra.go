@@ -40,11 +40,17 @@ func (s *SQL) Rebind(q string) string { return s.d.rebind(q) }
 
 // Exec runs a statement inside the write transaction.
 func (t *sqlTx) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if err := t.flush(ctx); err != nil {
+		return nil, err
+	}
 	return t.tx.ExecContext(ctx, t.s.d.rebind(query), args...)
 }
 
-// SQLTx exposes the underlying transaction.
-func (t *sqlTx) SQLTx() *sql.Tx { return t.tx }
+// SQLTx exposes the underlying transaction, with every index row written so far in it.
+func (t *sqlTx) SQLTx() *sql.Tx {
+	t.flush(context.Background()) //nolint:errcheck // kept in t.err: the transaction fails
+	return t.tx
+}
 
 // Dialect names the SQL dialect.
 func (t *sqlTx) Dialect() string { return t.s.d.name }

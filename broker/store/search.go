@@ -36,6 +36,9 @@ func (s *SQL) Search(ctx context.Context, q *search.Query, o SearchOptions) (*Se
 // Search inside a write transaction sees the transaction's own writes (conditional
 // operations in a Bundle).
 func (t *sqlTx) Search(ctx context.Context, q *search.Query, o SearchOptions) (*SearchPage, error) {
+	if err := t.flush(ctx); err != nil {
+		return nil, err
+	}
 	return runSearch(ctx, t.tx, t.s, q, o)
 }
 

@@ -13,8 +13,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/gofrs/flock"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
 	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver
 )
@@ -30,9 +32,52 @@ type SQL struct {
 	// its own: a search saved while a write transaction is open (the search entry of a
 	// transaction Bundle) would otherwise wait for the single writer that transaction holds.
 	pages *sql.DB
+	// ckpt is the embedded store's checkpointing connection (checkpointer); nil on PostgreSQL.
+	ckpt               *sql.DB
+	ckptStop, ckptDone chan struct{}
+	ckptOnce           sync.Once // Close may be called more than once
 	// readCurrent is the read by id, prepared once: parsing the SQL again for every read
 	// costs as much as running it.
 	readCurrent *sql.Stmt
+	// cache serves reads by id on the embedded store; nil on PostgreSQL, whose other nodes
+	// write without telling this one, and when Options.ReadCacheBytes is 0.
+	cache *readCache
+	// lock is the embedded store's data directory lock, held while the cache is in use.
+	lock *flock.Flock
+	// wstmts are the writer's statements of fixed text, prepared once on SQLite's single
+	// write connection: parsing them again for every row cost a seventh of a Bundle's write.
+	// PostgreSQL's driver keeps its own statement cache.
+	wstmts map[string]*sql.Stmt
+}
+
+// writerStmt returns q prepared on the SQLite writer when it is one of writerStatements,
+// else nil (the caller runs q directly).
+func (s *SQL) writerStmt(q string) *sql.Stmt {
+	return s.wstmts[q]
+}
+
+// writerStatements are the statements a write transaction runs once per resource or per
+// full chunk of index rows.
+func writerStatements() []string {
+	qs := []string{insertVersionSQL, insertResourceSQL, updateResourceSQL}
+	for _, tbl := range indexTables {
+		qs = append(qs, `DELETE FROM `+tbl+` WHERE rid = ?`, indexInsertSQL(tbl, indexChunk))
+	}
+	return qs
+}
+
+// prepareWriter prepares writerStatements before any transaction holds the single writer
+// connection (preparing on the pool inside one would wait for it forever).
+func (s *SQL) prepareWriter(ctx context.Context) error {
+	s.wstmts = map[string]*sql.Stmt{}
+	for _, q := range writerStatements() {
+		st, err := s.w.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("preparing %.60s: %w", q, err)
+		}
+		s.wstmts[q] = st
+	}
+	return nil
 }
 
 // Options tune a store.
@@ -42,6 +87,10 @@ type Options struct {
 	// Migrations are other packages' schema steps (audit, auth, outbox), applied after the
 	// core schema.
 	Migrations []Migration
+	// ReadCacheBytes sizes the embedded store's cache of current versions (0: none). A store
+	// opened with a cache takes its database's lock file, so that no other process writing
+	// resources can leave the cache stale: a second one fails to open.
+	ReadCacheBytes int64
 }
 
 // Open opens the store named by url: a postgres:// or postgresql:// URL selects PostgreSQL;
@@ -68,6 +117,13 @@ func Open(ctx context.Context, storeURL, dataDir string, opts Options) (*SQL, er
 			path = filepath.Join(dataDir, SQLiteFile)
 		}
 		s, err = openSQLite(path, opts)
+		if err == nil && opts.ReadCacheBytes > 0 {
+			if err = s.lockDatabase(path); err != nil {
+				s.Close()
+				return nil, err
+			}
+			s.cache = newReadCache(opts.ReadCacheBytes)
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -86,6 +142,12 @@ func Open(ctx context.Context, storeURL, dataDir string, opts Options) (*SQL, er
 		return nil, fmt.Errorf("preparing the read by id: %w", err)
 	}
 	s.readCurrent = stmt
+	if s.d.name == "sqlite" {
+		if err := s.prepareWriter(ctx); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -97,6 +159,24 @@ func redact(u string) string {
 	return p.Redacted()
 }
 
+// ErrLocked is returned when another process holds the embedded store's lock.
+var ErrLocked = errors.New("the embedded store is in use by another broker process")
+
+// lockDatabase takes path's lock file ("x.db" is locked by "x.db.lock") without waiting. The
+// operating system releases it when the process ends, however it ends.
+func (s *SQL) lockDatabase(path string) error {
+	l := flock.New(path + ".lock")
+	ok, err := l.TryLock()
+	if err != nil {
+		return fmt.Errorf("locking %s: %w", path, err)
+	}
+	if !ok {
+		return fmt.Errorf("%w (%s is locked; stop the other broker or give this one its own --data-dir)", ErrLocked, l.Path())
+	}
+	s.lock = l
+	return nil
+}
+
 // SQLiteFile is the embedded store's database file in its data directory.
 const SQLiteFile = "hjbroker.db"
 
@@ -106,7 +186,9 @@ func openSQLite(path string, opts Options) (*SQL, error) {
 	}
 	// synchronous(FULL) makes every commit durable before the response is sent.
 	common := "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=cache_size(-32768)"
-	w, err := sql.Open("sqlite", "file:"+path+"?"+common+"&_txlock=immediate")
+	// The writer does not checkpoint: copying WAL frames into the database inside a commit
+	// made every thousandth write wait for it. The checkpointer does it in the background.
+	w, err := sql.Open("sqlite", "file:"+path+"?"+common+"&_txlock=immediate&_pragma=wal_autocheckpoint(0)")
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
@@ -132,7 +214,41 @@ func openSQLite(path string, opts Options) (*SQL, error) {
 		r.Close()
 		return nil, err
 	}
-	return &SQL{d: sqliteDialect, w: w, r: r, pages: pages}, nil
+	ck, err := sql.Open("sqlite", "file:"+path+"?"+common+"&_pragma=wal_autocheckpoint(0)")
+	if err != nil {
+		w.Close()
+		r.Close()
+		pages.Close()
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	ck.SetMaxOpenConns(1)
+	ck.SetConnMaxIdleTime(0)
+	s := &SQL{d: sqliteDialect, w: w, r: r, pages: pages, ckpt: ck, ckptStop: make(chan struct{}), ckptDone: make(chan struct{})}
+	go s.checkpointer()
+	return s, nil
+}
+
+// checkpointInterval is how often the checkpointer copies committed WAL frames into the
+// database file. At 2,500 resources/s the WAL grows by about 6 MB in that time.
+const checkpointInterval = 200 * time.Millisecond
+
+// checkpointer runs passive checkpoints on a connection of its own until Close. A passive
+// checkpoint waits for nobody: readers and the writer go on while it copies frames, and
+// SQLite starts the WAL again from the top once a checkpoint has copied it all.
+func (s *SQL) checkpointer() {
+	defer close(s.ckptDone)
+	tick := time.NewTicker(checkpointInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.ckptStop:
+			return
+		case <-tick.C:
+			// A failure (the database busy or gone) is retried at the next tick; the WAL
+			// only grows meanwhile.
+			s.ckpt.Exec(`PRAGMA wal_checkpoint(PASSIVE)`) //nolint:errcheck
+		}
+	}
 }
 
 // openSQLitePages opens the saved-search database beside the main one ("x.db" keeps them in
@@ -182,12 +298,27 @@ func (s *SQL) Close() error {
 	if s.readCurrent != nil {
 		s.readCurrent.Close()
 	}
+	for _, st := range s.wstmts {
+		st.Close()
+	}
+	if s.ckpt != nil {
+		s.ckptOnce.Do(func() {
+			close(s.ckptStop)
+			<-s.ckptDone
+			s.ckpt.Close()
+		})
+	}
 	err := s.w.Close()
 	for _, db := range []*sql.DB{s.r, s.pages} {
 		if db != s.w {
 			if e := db.Close(); err == nil {
 				err = e
 			}
+		}
+	}
+	if s.lock != nil {
+		if e := s.lock.Unlock(); err == nil {
+			err = e
 		}
 	}
 	return err
@@ -237,12 +368,22 @@ func (s *SQL) Current(ctx context.Context, typ, id string) (*Resource, error) {
 	if s.readCurrent == nil {
 		return current(ctx, s.r, s.d, typ, id, "")
 	}
+	var gen uint64
+	if s.cache != nil {
+		if res, ok := s.cache.get(typ, id); ok {
+			return res, nil
+		}
+		gen = s.cache.generation()
+	}
 	res, _, err := scanResource(s.readCurrent.QueryRowContext(ctx, typ, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading %s/%s: %w", typ, id, err)
+	}
+	if s.cache != nil {
+		s.cache.put(res, gen)
 	}
 	return res, nil
 }
@@ -398,7 +539,19 @@ func (s *SQL) update(ctx context.Context, fn func(tx Tx) error) error {
 	// A no-op after Commit. If fn panics it ends the transaction, which would otherwise hold
 	// its locks (on SQLite, the only writer) until ctx ends, perhaps never.
 	defer tx.Rollback() //nolint:errcheck
-	if err := fn(&sqlTx{s: s, tx: tx}); err != nil {
+	t := &sqlTx{s: s, tx: tx}
+	if s.cache != nil {
+		// Deferred after Rollback, so it runs once the transaction has ended either way.
+		defer func() {
+			if len(t.wrote) > 0 {
+				s.cache.invalidate(t.wrote)
+			}
+		}()
+	}
+	if err := fn(t); err != nil {
+		return err
+	}
+	if err := t.flush(ctx); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
@@ -410,6 +563,27 @@ func (s *SQL) update(ctx context.Context, fn func(tx Tx) error) error {
 type sqlTx struct {
 	s  *SQL
 	tx *sql.Tx
+	// wrote names the resources Put in the transaction, for the read cache.
+	wrote []Key
+	// index holds the index rows of the transaction's Puts until something could read them
+	// (a search, another package's statement, a later version's delete, the commit): a
+	// Bundle's rows then go in a few large INSERTs instead of several per resource.
+	index batchInsert
+	// err is a failed flush of index rows where no error could be returned (SQLTx); the
+	// transaction then fails.
+	err error
+}
+
+// flush writes the pending index rows.
+func (t *sqlTx) flush(ctx context.Context) error {
+	if t.err != nil {
+		return t.err
+	}
+	if err := t.index.flush(ctx, t); err != nil {
+		t.err = err
+		return err
+	}
+	return nil
 }
 
 // Current reads the current version and, on PostgreSQL, locks the row until commit.
@@ -447,14 +621,15 @@ func (t *sqlTx) Lock(ctx context.Context, key string) error {
 // Put stores a new version and replaces the index rows.
 func (t *sqlTx) Put(ctx context.Context, w *Write) error {
 	d := t.s.d
+	if t.s.cache != nil {
+		t.wrote = append(t.wrote, Key{Type: w.Type, ID: w.ID})
+	}
 	var body any = w.Body
 	if w.Deleted {
 		body = nil
 	}
 	var seq int64
-	err := t.tx.QueryRowContext(ctx, d.rebind(`INSERT INTO resource_versions
-		(res_type, res_id, version, last_updated, deleted, method, body) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq`),
-		w.Type, w.ID, w.Version, w.LastUpdated.UnixMicro(), w.Deleted, w.Method, body).Scan(&seq)
+	err := t.queryRow(ctx, insertVersionSQL, w.Type, w.ID, w.Version, w.LastUpdated.UnixMicro(), w.Deleted, w.Method, body).Scan(&seq)
 	if err != nil {
 		if d.isConflict(err) {
 			return ErrRetry
@@ -463,12 +638,9 @@ func (t *sqlTx) Put(ctx context.Context, w *Write) error {
 	}
 	var rid int64
 	if w.Version == 1 {
-		err = t.tx.QueryRowContext(ctx, d.rebind(`INSERT INTO resources (res_type, res_id, version, seq, last_updated, deleted)
-			VALUES (?, ?, ?, ?, ?, ?) RETURNING rid`), w.Type, w.ID, w.Version, seq, w.LastUpdated.UnixMicro(), w.Deleted).Scan(&rid)
+		err = t.queryRow(ctx, insertResourceSQL, w.Type, w.ID, w.Version, seq, w.LastUpdated.UnixMicro(), w.Deleted).Scan(&rid)
 	} else {
-		err = t.tx.QueryRowContext(ctx, d.rebind(`UPDATE resources SET version = ?, seq = ?, last_updated = ?, deleted = ?
-			WHERE res_type = ? AND res_id = ? AND version = ? RETURNING rid`),
-			w.Version, seq, w.LastUpdated.UnixMicro(), w.Deleted, w.Type, w.ID, w.Version-1).Scan(&rid)
+		err = t.queryRow(ctx, updateResourceSQL, w.Version, seq, w.LastUpdated.UnixMicro(), w.Deleted, w.Type, w.ID, w.Version-1).Scan(&rid)
 	}
 	if errors.Is(err, sql.ErrNoRows) || (err != nil && d.isConflict(err)) {
 		return ErrRetry
@@ -477,8 +649,12 @@ func (t *sqlTx) Put(ctx context.Context, w *Write) error {
 		return fmt.Errorf("storing %s/%s: %w", w.Type, w.ID, err)
 	}
 	if w.Version > 1 {
+		// The rows of a version written earlier in this transaction go too.
+		if err := t.flush(ctx); err != nil {
+			return err
+		}
 		for _, tbl := range indexTables {
-			if _, err := t.tx.ExecContext(ctx, d.rebind(`DELETE FROM `+tbl+` WHERE rid = ?`), rid); err != nil {
+			if _, err := t.exec(ctx, `DELETE FROM `+tbl+` WHERE rid = ?`, rid); err != nil {
 				return fmt.Errorf("clearing index of %s/%s: %w", w.Type, w.ID, err)
 			}
 		}
@@ -486,84 +662,114 @@ func (t *sqlTx) Put(ctx context.Context, w *Write) error {
 	if w.Deleted {
 		return nil
 	}
-	return t.insertIndex(ctx, rid, w.Type, &w.Index)
+	t.addIndex(rid, w.Type, &w.Index)
+	return nil
+}
+
+const (
+	insertVersionSQL = `INSERT INTO resource_versions (res_type, res_id, version, last_updated, deleted, method, body)
+		VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq`
+	insertResourceSQL = `INSERT INTO resources (res_type, res_id, version, seq, last_updated, deleted)
+		VALUES (?, ?, ?, ?, ?, ?) RETURNING rid`
+	updateResourceSQL = `UPDATE resources SET version = ?, seq = ?, last_updated = ?, deleted = ?
+		WHERE res_type = ? AND res_id = ? AND version = ? RETURNING rid`
+)
+
+// queryRow runs a statement of fixed text through the writer's prepared statements.
+func (t *sqlTx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	if st := t.s.writerStmt(q); st != nil {
+		return t.tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+	}
+	return t.tx.QueryRowContext(ctx, t.s.d.rebind(q), args...)
+}
+
+func (t *sqlTx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	if st := t.s.writerStmt(q); st != nil {
+		return t.tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+	}
+	return t.tx.ExecContext(ctx, t.s.d.rebind(q), args...)
 }
 
 var indexTables = []string{"idx_token", "idx_string", "idx_date", "idx_ref", "idx_number", "idx_uri"}
 
-// insertIndex writes the index rows with multi-row INSERTs to keep round trips few.
-func (t *sqlTx) insertIndex(ctx context.Context, rid int64, typ string, ix *Index) error {
-	ins := batchInsert{tx: t.tx, d: t.s.d, rid: rid, typ: typ}
+// addIndex queues a resource's index rows for the next flush.
+func (t *sqlTx) addIndex(rid int64, typ string, ix *Index) {
+	ins := &t.index
 	for _, r := range ix.Tokens {
-		ins.add("idx_token", "system, code, text", r.Param, r.System, r.Code, r.Text)
+		ins.add("idx_token", rid, typ, r.Param, r.System, r.Code, r.Text)
 	}
 	for _, r := range ix.Strings {
-		ins.add("idx_string", "norm, exact", r.Param, r.Norm, r.Exact)
+		ins.add("idx_string", rid, typ, r.Param, r.Norm, r.Exact)
 	}
 	for _, r := range ix.Dates {
-		ins.add("idx_date", "lo, hi", r.Param, r.Lo, r.Hi)
+		ins.add("idx_date", rid, typ, r.Param, r.Lo, r.Hi)
 	}
 	for _, r := range ix.Refs {
-		ins.add("idx_ref", "target_type, target_id, url", r.Param, r.TargetType, r.TargetID, r.URL)
+		ins.add("idx_ref", rid, typ, r.Param, r.TargetType, r.TargetID, r.URL)
 	}
 	for _, r := range ix.Numbers {
-		ins.add("idx_number", "value, system, code, unit", r.Param, r.Value, r.System, r.Code, r.Unit)
+		ins.add("idx_number", rid, typ, r.Param, r.Value, r.System, r.Code, r.Unit)
 	}
 	for _, r := range ix.URIs {
-		ins.add("idx_uri", "uri", r.Param, r.URI)
+		ins.add("idx_uri", rid, typ, r.Param, r.URI)
 	}
-	return ins.flush(ctx)
+}
+
+// indexColumns are each index table's own columns, after rid, res_type and param.
+var indexColumns = map[string][]string{
+	"idx_token":  {"system", "code", "text"},
+	"idx_string": {"norm", "exact"},
+	"idx_date":   {"lo", "hi"},
+	"idx_ref":    {"target_type", "target_id", "url"},
+	"idx_number": {"value", "system", "code", "unit"},
+	"idx_uri":    {"uri"},
+}
+
+// indexInsertSQL inserts n rows into an index table.
+func indexInsertSQL(table string, n int) string {
+	cols := indexColumns[table]
+	ph := "(" + strings.TrimSuffix(strings.Repeat("?,", 3+len(cols)), ",") + ")"
+	return "INSERT INTO " + table + " (rid, res_type, param, " + strings.Join(cols, ", ") + ") VALUES " +
+		strings.TrimSuffix(strings.Repeat(ph+",", n), ",")
 }
 
 // batchInsert groups rows per table into multi-row INSERT statements.
 type batchInsert struct {
-	tx     *sql.Tx
-	d      dialect
-	rid    int64
-	typ    string
 	tables []string
-	cols   map[string]string
-	rows   map[string][][]any
+	width  map[string]int
+	args   map[string][]any // rows of each table, flattened
 }
 
-func (b *batchInsert) add(table, cols string, vals ...any) {
-	if b.rows == nil {
-		b.rows = map[string][][]any{}
-		b.cols = map[string]string{}
+// add queues one row: rid, res_type, param and the table's indexColumns.
+func (b *batchInsert) add(table string, vals ...any) {
+	if b.args == nil {
+		b.args, b.width = map[string][]any{}, map[string]int{}
 	}
-	if _, ok := b.rows[table]; !ok {
+	if _, ok := b.width[table]; !ok {
 		b.tables = append(b.tables, table)
-		b.cols[table] = cols
+		b.width[table] = len(vals)
 	}
-	b.rows[table] = append(b.rows[table], vals)
+	b.args[table] = append(b.args[table], vals...)
 }
 
-func (b *batchInsert) flush(ctx context.Context) error {
-	const maxRows = 400
+// indexChunk is the row count of full multi-row INSERTs, under SQLite's 32,766 and
+// PostgreSQL's 65,535 parameters at the widest table (7 columns). Full chunks reuse one
+// prepared statement; the remainder of each table is prepared on its own.
+const indexChunk = 256
+
+func (b *batchInsert) flush(ctx context.Context, t *sqlTx) error {
 	for _, table := range b.tables {
-		rows := b.rows[table]
-		for len(rows) > 0 {
-			n := min(len(rows), maxRows)
-			chunk := rows[:n]
-			rows = rows[n:]
-			width := len(chunk[0]) + 2
-			ph := "(" + strings.TrimSuffix(strings.Repeat("?,", width), ",") + ")"
-			var q strings.Builder
-			q.WriteString("INSERT INTO " + table + " (rid, res_type, param, " + b.cols[table] + ") VALUES ")
-			args := make([]any, 0, n*width)
-			for i, r := range chunk {
-				if i > 0 {
-					q.WriteByte(',')
-				}
-				q.WriteString(ph)
-				args = append(args, b.rid, b.typ)
-				args = append(args, r...)
-			}
-			if _, err := b.tx.ExecContext(ctx, b.d.rebind(q.String()), args...); err != nil {
+		args, width := b.args[table], b.width[table]
+		for len(args) > 0 {
+			n := min(len(args)/width, indexChunk)
+			chunk := args[:n*width]
+			args = args[n*width:]
+			if _, err := t.exec(ctx, indexInsertSQL(table, n), chunk...); err != nil {
 				return fmt.Errorf("indexing into %s: %w", table, err)
 			}
 		}
 	}
+	*b = batchInsert{}
 	return nil
 }
 

@@ -39,16 +39,16 @@ func mib(b float64) string {
 
 // memProbe reads the broker's Prometheus metrics.
 type memProbe struct {
-	c   *client
-	url string
+	http *http.Client // a few requests a run: net/http's client is fine here
+	url  string
 }
 
 func newMemProbe(c *client, fhirBase string) *memProbe {
 	u, err := url.Parse(fhirBase)
 	if err != nil {
-		return &memProbe{c: c}
+		return &memProbe{}
 	}
-	return &memProbe{c: c, url: u.Scheme + "://" + u.Host + "/metrics"}
+	return &memProbe{http: &http.Client{Timeout: c.timeout}, url: u.Scheme + "://" + u.Host + "/metrics"}
 }
 
 func (p *memProbe) sample(ctx context.Context) memSample {
@@ -62,7 +62,7 @@ func (p *memProbe) sample(ctx context.Context) memSample {
 	if err != nil {
 		return s
 	}
-	resp, err := p.c.http.Do(req)
+	resp, err := p.http.Do(req)
 	if err != nil {
 		return s
 	}
