@@ -31,7 +31,7 @@ import (
 const (
 	// benchSeedVersion and app.Version key the cached seed directory; change it when the
 	// generated resources change so a stale cache is not reused.
-	benchSeedVersion   = "v2"
+	benchSeedVersion   = "v3"
 	benchSeedResources = 100_000
 	benchSeedBundle    = 100
 	// benchObsPerPatient Observations follow each Patient in a seed Bundle.
