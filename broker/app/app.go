@@ -143,10 +143,10 @@ func (c *Config) FromEnv() error {
 	return nil
 }
 
-// readCacheBytes is the store's read cache size: only the embedded store has one.
+// readCacheBytes is the store's read cache size (PostgreSQL stores ignore it).
 func (c *Config) readCacheBytes() int64 {
 	switch {
-	case c.ReadCacheMB < 0 || strings.HasPrefix(c.StoreURL, "postgres"):
+	case c.ReadCacheMB < 0:
 		return 0
 	case c.ReadCacheMB == 0:
 		return store.DefaultReadCacheBytes

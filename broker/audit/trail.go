@@ -7,7 +7,6 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"fmt"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -223,10 +222,8 @@ type patientEntry struct {
 	patient string
 }
 
-// rowsPerInsert is the row count of a multi-row INSERT: small enough that one statement is
-// well under a millisecond, so the flusher yields often (appendTx), and far under both
-// backends' parameter limits.
-const rowsPerInsert = 50
+// rowsPerInsert bounds a multi-row INSERT well under both backends' parameter limits.
+const rowsPerInsert = 200
 
 func insertEventsSQL(n int) string {
 	return `INSERT INTO audit_events (seq, recorded, action, outcome, client, agency, event_id, body, prev_hash, hash) VALUES ` +
@@ -314,9 +311,6 @@ func (t *Trail) appendTx(ctx context.Context, tx *sql.Tx, ps []prepared) error {
 		if _, err := t.exec(ctx, tx, insertEventsSQL(len(chunk)), args...); err != nil {
 			return fmt.Errorf("audit: inserting events: %w", err)
 		}
-		// A batch of read events is milliseconds of work; yielding between its statements
-		// lets requests queued behind the flusher run rather than wait out its time slice.
-		runtime.Gosched()
 	}
 	// In key order, so each insert lands beside the one before.
 	slices.SortFunc(patients, func(a, b patientEntry) int {
@@ -337,7 +331,6 @@ func (t *Trail) appendTx(ctx context.Context, tx *sql.Tx, ps []prepared) error {
 		if _, err := t.exec(ctx, tx, insertPatientsSQL(len(chunk)), args...); err != nil {
 			return fmt.Errorf("audit: indexing patients: %w", err)
 		}
-		runtime.Gosched()
 	}
 	if _, err := tx.ExecContext(ctx, t.rebind(`UPDATE audit_chain_head SET seq = ?, hash = ? WHERE id = 1`), seq, prev); err != nil {
 		return fmt.Errorf("audit: moving chain head: %w", err)

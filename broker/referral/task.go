@@ -42,10 +42,6 @@ type Actor struct {
 	ODS string
 }
 
-// Next returns the statuses a referral Task in status may move to (besides staying, and
-// entered-in-error).
-func Next(status string) []string { return slices.Clone(next[status]) }
-
 // IsReferralTask reports whether a Task is a referral's: its focus is a ServiceRequest.
 func IsReferralTask(task map[string]any) bool {
 	focus, _ := task["focus"].(map[string]any)

@@ -87,9 +87,10 @@ type Options struct {
 	// Migrations are other packages' schema steps (audit, auth, outbox), applied after the
 	// core schema.
 	Migrations []Migration
-	// ReadCacheBytes sizes the embedded store's cache of current versions (0: none). A store
-	// opened with a cache takes its database's lock file, so that no other process writing
-	// resources can leave the cache stale: a second one fails to open.
+	// ReadCacheBytes sizes the embedded store's cache of current versions (0: none; PostgreSQL
+	// has none, its other nodes write without telling this one). A store opened with a cache
+	// takes its database's lock file, so that no other process writing resources can leave
+	// the cache stale: a second one fails to open.
 	ReadCacheBytes int64
 }
 

@@ -229,9 +229,6 @@ func New() (*Mapper, error) {
 	return &Mapper{schema: s, codes: codes, nhs: nhs}, nil
 }
 
-// Schema returns the format's JSON Schema.
-func Schema() []byte { return schemaJSON }
-
 // Codes returns the starter code map.
 func (m *Mapper) Codes() *CodeMap { return m.codes }
 

@@ -346,17 +346,7 @@ func (r *runner) explainAccess(ctx context.Context, agency, purpose string, type
 
 // courtReportOp asks the broker for the court report of the assessment.
 func (r *runner) courtReportOp(ctx context.Context, want int) (map[string]any, error) {
-	// An extracted assessment carries the recommendation and summary for the court; a
-	// response recorded without the L&D Questionnaires does not, so they are given here.
-	var body any
-	if !r.has(opExtract) {
-		body = map[string]any{"resourceType": "Parameters", "parameter": []any{
-			map[string]any{"name": "recommendation", "valueCode": "divert"},
-			map[string]any{"name": "summary", "valueString": "Depressive disorder and alcohol dependence; at risk of homelessness. " +
-				"Referred to probation for housing and alcohol support. Diversion to community support is recommended."},
-		}}
-	}
-	resp, err := r.call(ctx, want, http.MethodPost, r.ids.assessment+"/$court-report", body)
+	resp, err := r.call(ctx, want, http.MethodPost, r.ids.assessment+"/$court-report", nil)
 	if err != nil {
 		return nil, err
 	}
@@ -414,21 +404,19 @@ func courtReportFinal(ctx context.Context, r *runner) error {
 	if err := r.explainAccess(ctx, "court", "HLEGAL", "Composition", "Observation"); err != nil {
 		return err
 	}
-	if r.has(opDocument) {
-		doc, err := r.callAs(ctx, "court", http.StatusOK, http.MethodGet, r.ids.report+"/$document", nil)
-		if err != nil {
-			return err
-		}
-		r.result("the court reads the report as a document Bundle of %d entries", len(list(doc.JSON["entry"])))
-		pdf, err := r.callAs(ctx, "court", http.StatusOK, http.MethodGet, r.ids.report+"/$document?_format=pdf", nil)
-		if err != nil {
-			return err
-		}
-		if !strings.HasPrefix(string(pdf.Raw), "%PDF") {
-			r.problem("the court's PDF rendering is not a PDF")
-		}
-		r.result("and as a PDF of %d bytes (%s)", len(pdf.Raw), pdf.Header.Get("Content-Type"))
+	doc, err := r.callAs(ctx, "court", http.StatusOK, http.MethodGet, r.ids.report+"/$document", nil)
+	if err != nil {
+		return err
 	}
+	r.result("the court reads the report as a document Bundle of %d entries", len(list(doc.JSON["entry"])))
+	pdf, err := r.callAs(ctx, "court", http.StatusOK, http.MethodGet, r.ids.report+"/$document?_format=pdf", nil)
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(string(pdf.Raw), "%PDF") {
+		r.problem("the court's PDF rendering is not a PDF")
+	}
+	r.result("and as a PDF of %d bytes (%s)", len(pdf.Raw), pdf.Header.Get("Content-Type"))
 	return nil
 }
 

@@ -66,9 +66,6 @@ func (r *runner) lacking(required string) string {
 	return ""
 }
 
-// has reports whether the broker offers an operation ("Patient/$summary", "$ingest-clinical-entries").
-func (r *runner) has(op string) bool { return r.ops[op] }
-
 // errStep ends a step whose request failed; the step records why.
 var errStep = errors.New("step failed")
 
@@ -98,9 +95,6 @@ func Story(ctx context.Context, env Env) (*Timeline, error) {
 		if ctx.Err() != nil {
 			return r.tl, ctx.Err()
 		}
-		if st.without != "" && r.has(st.without) {
-			continue
-		}
 		r.begin(st)
 		if st.needs != "" && !r.ops[st.needs] {
 			r.step.Skipped = fmt.Sprintf("not available in this build (the broker does not offer %s)", st.needs)
@@ -123,10 +117,9 @@ type scene struct {
 	// requires names the earlier results the step works on ("patient,encounter"): without
 	// them it is skipped as a problem rather than run on nothing.
 	requires string
-	// needs names an operation ("Patient/$summary") without which the step is skipped;
-	// without names one whose presence leaves the step out (it is the way without it).
-	needs, without string
-	run            func(ctx context.Context, r *runner) error
+	// needs names an operation ("Patient/$summary") without which the step is skipped.
+	needs string
+	run   func(ctx context.Context, r *runner) error
 }
 
 func (r *runner) begin(sc scene) {

@@ -29,9 +29,6 @@ const DefinitionBase = "https://hjbroker.dev/fhir/OperationDefinition/"
 //go:embed *.json
 var files embed.FS
 
-// FS returns the embedded definition files.
-func FS() fs.FS { return files }
-
 // Load decodes every *.json file of fsys, sorted by file name, and checks what the engine
 // relies on: resourceType OperationDefinition, id equal to the file name, url equal to
 // DefinitionBase+id, a code, and at least one of system, type or instance.
