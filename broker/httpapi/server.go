@@ -138,6 +138,12 @@ func (s *server) requestIDs(c *gin.Context) {
 	if s.cfg.Logger == nil {
 		return
 	}
+	// Check first: the fields are built only when the line is written (the level is often
+	// warn in production), which keeps them off every request's allocations.
+	ce := s.cfg.Logger.Check(zap.InfoLevel, "request")
+	if ce == nil {
+		return
+	}
 	fields := []zap.Field{
 		zap.String("request_id", rid),
 		zap.String("method", c.Request.Method),
@@ -154,7 +160,7 @@ func (s *server) requestIDs(c *gin.Context) {
 	if in, ok := c.Get("interaction"); ok {
 		fields = append(fields, zap.Any("interaction", in))
 	}
-	s.cfg.Logger.Info("request", fields...)
+	ce.Write(fields...)
 }
 
 func (s *server) recovered(c *gin.Context, err any) {
