@@ -122,7 +122,8 @@ func (c *Config) FromEnv() error {
 		dst *int
 		key string
 	}{{&body, "HJB_MAX_BODY_BYTES"}, {&c.Limits.MaxDepth, "HJB_MAX_DEPTH"}, {&c.Limits.MaxEntries, "HJB_MAX_ENTRIES"},
-		{&c.Limits.DefaultCount, "HJB_DEFAULT_COUNT"}, {&c.Limits.MaxCount, "HJB_MAX_COUNT"}, {&c.MaxConns, "HJB_MAX_CONNS"}} {
+		{&c.Limits.DefaultCount, "HJB_DEFAULT_COUNT"}, {&c.Limits.MaxCount, "HJB_MAX_COUNT"},
+		{&c.Limits.MaxSavedResults, "HJB_MAX_SAVED_RESULTS"}, {&c.MaxConns, "HJB_MAX_CONNS"}} {
 		if err := num(f.dst, f.key); err != nil {
 			return err
 		}

@@ -47,12 +47,13 @@ func TestServeAndShutdown(t *testing.T) {
 func TestConfigFromEnv(t *testing.T) {
 	t.Setenv("HJB_MAX_BODY_BYTES", "2048")
 	t.Setenv("HJB_MAX_ENTRIES", "7")
+	t.Setenv("HJB_MAX_SAVED_RESULTS", "900")
 	t.Setenv("HJB_STORE_URL", "postgres://x@127.0.0.1/db")
 	var c app.Config
 	if err := c.FromEnv(); err != nil {
 		t.Fatal(err)
 	}
-	if c.Limits.MaxBodyBytes != 2048 || c.Limits.MaxEntries != 7 || c.StoreURL != "postgres://x@127.0.0.1/db" {
+	if c.Limits.MaxBodyBytes != 2048 || c.Limits.MaxEntries != 7 || c.Limits.MaxSavedResults != 900 || c.StoreURL != "postgres://x@127.0.0.1/db" {
 		t.Fatalf("got %+v", c)
 	}
 	t.Setenv("HJB_MAX_DEPTH", "deep")

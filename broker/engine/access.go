@@ -240,11 +240,12 @@ func ownsSavedSearch(req *Request, id string) bool {
 }
 
 // visibleMatches returns every match (up to the saved-result limit) the requester may see, in
-// order, with redacted copies where the policy redacts.
-func (e *Engine) visibleMatches(ctx context.Context, r store.Reader, sq *search.Query, sess DisclosureSession) ([]*store.Resource, []int64, error) {
+// order, with redacted copies where the policy redacts, and how many matches it looked at
+// (the saved-result limit when there may be more).
+func (e *Engine) visibleMatches(ctx context.Context, r store.Reader, sq *search.Query, sess DisclosureSession) ([]*store.Resource, []int64, int, error) {
 	all, err := r.Search(ctx, sq, store.SearchOptions{Offset: sq.Offset, Limit: e.cfg.Limits.MaxSavedResults, KeysOnly: true})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	const chunk = 500
 	var out []*store.Resource
@@ -253,17 +254,17 @@ func (e *Engine) visibleMatches(ctx context.Context, r store.Reader, sq *search.
 		ids := all.RIDs[i:min(len(all.RIDs), i+chunk)]
 		loaded, keys, err := e.cfg.Store.ByRIDs(ctx, ids)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, 0, err
 		}
 		for j, res := range loaded {
 			shown, ok, err := disclose(ctx, sess, res)
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, 0, err
 			}
 			if ok && sess != nil {
 				ok, err = e.matchesVisibly(ctx, r, sq, sess, res, shown, keys[j])
 				if err != nil {
-					return nil, nil, err
+					return nil, nil, 0, err
 				}
 			}
 			if ok {
@@ -272,7 +273,7 @@ func (e *Engine) visibleMatches(ctx context.Context, r store.Reader, sq *search.
 			}
 		}
 	}
-	return out, rids, nil
+	return out, rids, len(all.RIDs), nil
 }
 
 // matchesVisibly reports whether a disclosed match still matches on what the requester may

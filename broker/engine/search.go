@@ -174,14 +174,15 @@ func (e *Engine) searchWith(ctx context.Context, r store.Reader, req *Request, t
 	var entries []*store.Resource
 	var rids, visibleRIDs []int64
 	total := -1
+	scanned := 0 // matches looked at for visibleRIDs
 	if sess != nil {
 		// What the requester may not see must not count either: match everything (up to the
 		// saved-result limit), keep what is disclosed, and page over that.
-		visible, vrids, err := e.visibleMatches(ctx, r, sq, sess)
+		visible, vrids, n, err := e.visibleMatches(ctx, r, sq, sess)
 		if err != nil {
 			return fail, err
 		}
-		entries, rids, visibleRIDs = visible, vrids, vrids
+		entries, rids, visibleRIDs, scanned = visible, vrids, vrids, n
 		if sq.Total != search.TotalNone {
 			total = len(visible)
 		}
@@ -217,8 +218,9 @@ func (e *Engine) searchWith(ctx context.Context, r store.Reader, req *Request, t
 			if err != nil {
 				return fail, err
 			}
-			all = page.RIDs
+			all, scanned = page.RIDs, len(page.RIDs)
 		}
+		b.continuation(req.Base, sq, scanned, total, e.cfg.Limits.MaxSavedResults)
 		sid := savedSearchID(req, e.cfg.NewID())
 		saved := b.total
 		if saved < 0 {
@@ -254,9 +256,9 @@ func (e *Engine) page(ctx context.Context, req *Request, q url.Values, id string
 		err = store.ErrNotFound // another client's result set is not this client's to page
 	}
 	var res []*store.Resource
-	var total int
+	var total, saved int
 	if err == nil {
-		res, total, err = e.cfg.Store.LoadSearch(ctx, id, offset, count)
+		res, total, saved, err = e.cfg.Store.LoadSearch(ctx, id, offset, count)
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		return fail, outcome.New(http.StatusGone, "not-found", "the search result set %q has expired or never existed; run the search again", id)
@@ -276,7 +278,6 @@ func (e *Engine) page(ctx context.Context, req *Request, q url.Values, id string
 	}
 	b := newSearchset(req.Base)
 	b.total = total
-	saved := min(total, e.cfg.Limits.MaxSavedResults)
 	b.pageLinks(req.Base, id, offset, count, saved, sq)
 	// Consent may have changed since the first page: decide again.
 	if sess := e.session(ctx, req); sess != nil {
@@ -440,6 +441,24 @@ func (b *searchset) warn(msg, param string) {
 		is.Expression = []string{param}
 	}
 	b.issues = append(b.issues, is)
+}
+
+// continuation tells the client when the saved result list does not reach the last match
+// (its paging links end after limit matches) and how to go on: the same search from the
+// first match after the list. scanned is how many matches the list was taken from; total is
+// -1 when not counted.
+func (b *searchset) continuation(base string, sq *search.Query, scanned, total, limit int) {
+	if scanned < limit || (total >= 0 && sq.Offset+scanned >= total) {
+		return
+	}
+	next := *sq
+	next.Offset = sq.Offset + scanned
+	b.issues = append(b.issues, outcome.Issue{
+		Severity: "information", Code: "incomplete", Expression: []string{"_offset"},
+		Diagnostics: "the paging links of this search end after matches " + strconv.Itoa(sq.Offset+1) + "-" +
+			strconv.Itoa(next.Offset) + "; the search goes on from match " + strconv.Itoa(next.Offset+1) +
+			" at " + next.SelfLink(base),
+	})
 }
 
 // pageLinks adds first/previous/next/last links over a saved result list of n ids.

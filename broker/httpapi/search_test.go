@@ -3,11 +3,15 @@ package httpapi_test
 import (
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hjbroker/hjbroker/broker/app"
 	"github.com/hjbroker/hjbroker/broker/app/apptest"
+	"github.com/hjbroker/hjbroker/broker/engine"
+	"github.com/hjbroker/hjbroker/broker/store/storetest"
 )
 
 // searchFixture is a small custody-episode world with client-chosen ids, so queries can name
@@ -514,4 +518,77 @@ func TestSearchPagingUnderWrites(t *testing.T) {
 			t.Errorf("page 2 lost _elements: %v", res)
 		}
 	})
+}
+
+// TestSearchPagingBeyondSavedResults: a search with more matches than the saved-result limit
+// pages through the saved ones, says where they end, and goes on from there with _offset.
+func TestSearchPagingBeyondSavedResults(t *testing.T) {
+	t.Parallel()
+	for _, b := range storetest.Backends(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			s := apptest.Start(t, b, app.Config{Limits: engine.Limits{MaxSavedResults: 5}})
+			var want []string
+			for range 12 {
+				want = append(want, "Patient/"+create(t, s, "Patient", patient("", `"name":[{"family":"Deep"}]`)))
+			}
+			// continuation returns the URL the first page's information issue gives, or "".
+			continuation := func(r *apptest.Result) string {
+				for _, e := range r.Entries() {
+					if apptest.Get(e, "search.mode") != "outcome" {
+						continue
+					}
+					for i := 0; apptest.Get(e, "resource.issue."+strconv.Itoa(i)) != nil; i++ {
+						is := "resource.issue." + strconv.Itoa(i)
+						if apptest.Get(e, is+".code") == "incomplete" && apptest.Get(e, is+".expression.0") == "_offset" {
+							msg, _ := apptest.Get(e, is+".diagnostics").(string)
+							_, u, _ := strings.Cut(msg, " at ")
+							return u
+						}
+					}
+				}
+				return ""
+			}
+			var seen []string
+			next := "Patient?family=deep&_count=2"
+			for block := 0; next != ""; block++ {
+				if block > 3 {
+					t.Fatalf("too many blocks")
+				}
+				first := s.Do("GET", next, nil).Want(t, 200)
+				if first.Total() != 12 {
+					t.Errorf("block %d: total %d, want 12", block, first.Total())
+				}
+				pages := 0
+				for p := first; p != nil; {
+					pages++
+					seen = append(seen, entryIDs(p, "match")...)
+					u := link(p, "next")
+					if u == "" {
+						break
+					}
+					p = s.Do("GET", u, nil).Want(t, 200)
+				}
+				// Blocks of 5 saved matches in pages of 2; the last block holds 2.
+				if wantPages := []int{3, 3, 1}[min(block, 2)]; pages != wantPages {
+					t.Errorf("block %d: %d pages, want %d", block, pages, wantPages)
+				}
+				next = continuation(first)
+				if wantOffset := "_offset=" + strconv.Itoa(5*(block+1)); next != "" && !strings.Contains(next, wantOffset) {
+					t.Errorf("block %d continues at %s, want %s", block, next, wantOffset)
+				}
+				if (next == "") != (block == 2) {
+					t.Errorf("block %d: continuation %q", block, next)
+				}
+			}
+			if !sameSet(seen, want) || len(dedupe(seen)) != 12 {
+				t.Errorf("saw %v, want each of %v once", seen, want)
+			}
+			// A search from an offset saves only what follows it: its links end at the last match.
+			r := s.Do("GET", "Patient?family=deep&_count=2&_offset=9", nil).Want(t, 200)
+			last := s.Do("GET", link(r, "last"), nil).Want(t, 200)
+			if got := len(entryIDs(r, "match")) + len(entryIDs(last, "match")); got != 3 || link(last, "next") != "" {
+				t.Errorf("from _offset=9: %d matches over the first and last pages, want 3; last page %s", got, last.Raw)
+			}
+		})
+	}
 }

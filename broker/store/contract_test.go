@@ -1416,7 +1416,7 @@ func TestSavedSearches(t *testing.T) {
 			t.Fatal(err)
 		}
 		load := func(id string, offset, count int) ([]string, int, error) {
-			rs, total, err := e.s.LoadSearch(ctx, id, offset, count)
+			rs, total, _, err := e.s.LoadSearch(ctx, id, offset, count)
 			return ids(rs), total, err
 		}
 		for _, c := range []struct {
@@ -1429,15 +1429,22 @@ func TestSavedSearches(t *testing.T) {
 			{4, 2, []string{}},
 			{9, 2, []string{}},
 		} {
-			got, total, err := load("s1", c.offset, c.count)
-			if err != nil || total != 4 || !slices.Equal(got, c.want) {
-				t.Errorf("LoadSearch(%d, %d) = %v, %d, %v; want %v, 4", c.offset, c.count, got, total, err, c.want)
+			rs, total, saved, err := e.s.LoadSearch(ctx, "s1", c.offset, c.count)
+			if got := ids(rs); err != nil || total != 4 || saved != 4 || !slices.Equal(got, c.want) {
+				t.Errorf("LoadSearch(%d, %d) = %v, total %d, saved %d, %v; want %v, 4, 4", c.offset, c.count, got, total, saved, err, c.want)
 			}
+		}
+		// A list that holds fewer ids than the total (the first of many matches) says so.
+		if err := e.s.SaveSearch(ctx, "part", keys[:2], 10, future); err != nil {
+			t.Fatal(err)
+		}
+		if rs, total, saved, err := e.s.LoadSearch(ctx, "part", 1, 5); err != nil || total != 10 || saved != 2 || !slices.Equal(ids(rs), []string{"a"}) {
+			t.Errorf("partial list: %v, total %d, saved %d, %v; want [a], 10, 2", ids(rs), total, saved, err)
 		}
 		// Later changes: a deleted resource leaves the page, an updated one is served current.
 		e.del(t, "Patient", "a")
 		e.put(t, "Patient", "d", store.Index{})
-		rs, total, err := e.s.LoadSearch(ctx, "s1", 0, 3)
+		rs, total, _, err := e.s.LoadSearch(ctx, "s1", 0, 3)
 		if err != nil || total != 4 || !slices.Equal(ids(rs), []string{"c", "d"}) || rs[1].Version != 2 {
 			t.Errorf("after changes: %v (%v), %d, %v; want [c d] with d at version 2", ids(rs), rs, total, err)
 		}
@@ -1460,7 +1467,7 @@ func TestSavedSearches(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, id := range []string{"old", "nope"} {
-			if _, _, err := e.s.LoadSearch(ctx, id, 0, 10); !errors.Is(err, store.ErrNotFound) {
+			if _, _, _, err := e.s.LoadSearch(ctx, id, 0, 10); !errors.Is(err, store.ErrNotFound) {
 				t.Errorf("LoadSearch(%q): %v, want ErrNotFound", id, err)
 			}
 		}
@@ -1671,7 +1678,7 @@ func TestSavedSearchDuringWriteTransaction(t *testing.T) {
 			if err := e.s.SaveSearch(ctx, "in-tx", []int64{rid}, 1, time.Now().Add(time.Hour)); err != nil {
 				return fmt.Errorf("saving: %w", err)
 			}
-			rs, total, err := e.s.LoadSearch(ctx, "in-tx", 0, 10)
+			rs, total, _, err := e.s.LoadSearch(ctx, "in-tx", 0, 10)
 			if err != nil || total != 1 || !slices.Equal(ids(rs), []string{"a"}) {
 				return fmt.Errorf("loading: %v, %d, %v", ids(rs), total, err)
 			}
@@ -1680,7 +1687,7 @@ func TestSavedSearchDuringWriteTransaction(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Update: %v", err)
 		}
-		if rs, _, err := e.s.LoadSearch(e.ctx, "in-tx", 0, 10); err != nil || !slices.Equal(ids(rs), []string{"a"}) {
+		if rs, _, _, err := e.s.LoadSearch(e.ctx, "in-tx", 0, 10); err != nil || !slices.Equal(ids(rs), []string{"a"}) {
 			t.Errorf("after commit: %v, %v", ids(rs), err)
 		}
 	})

@@ -795,32 +795,36 @@ func (s *SQL) SaveSearch(ctx context.Context, id string, keys []int64, total int
 
 // LoadSearch returns the current versions of a slice of a saved result list. Resources deleted
 // since the search ran are left out of the page.
-func (s *SQL) LoadSearch(ctx context.Context, id string, offset, count int) ([]*Resource, int, error) {
+func (s *SQL) LoadSearch(ctx context.Context, id string, offset, count int) ([]*Resource, int, int, error) {
 	var buf []byte
 	var total int
 	var expires int64
 	err := s.pages.QueryRowContext(ctx, s.d.rebind(`SELECT total, expires, keys FROM saved_searches WHERE id = ?`), id).Scan(&total, &expires, &buf)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && expires < time.Now().UnixMicro()) {
-		return nil, 0, ErrNotFound
+		return nil, 0, 0, ErrNotFound
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("loading saved search: %w", err)
+		return nil, 0, 0, fmt.Errorf("loading saved search: %w", err)
+	}
+	if len(buf) == 0 {
+		return nil, total, 0, nil
 	}
 	fields := strings.Split(strings.TrimSuffix(string(buf), ","), ",")
-	if offset >= len(fields) || len(buf) == 0 {
-		return nil, total, nil
+	saved := len(fields)
+	if offset >= saved {
+		return nil, total, saved, nil
 	}
 	fields = fields[offset:min(len(fields), offset+count)]
 	rids := make([]int64, 0, len(fields))
 	for _, f := range fields {
 		n, err := strconv.ParseInt(f, 36, 64)
 		if err != nil {
-			return nil, 0, fmt.Errorf("saved search %s is corrupt", id)
+			return nil, 0, 0, fmt.Errorf("saved search %s is corrupt", id)
 		}
 		rids = append(rids, n)
 	}
 	res, err := s.byRID(ctx, s.r, rids)
-	return res, total, err
+	return res, total, saved, err
 }
 
 // byRID loads current versions by internal key, in the order given, skipping deletions.

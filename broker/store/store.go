@@ -181,9 +181,10 @@ type Store interface {
 	// Update runs fn in one write transaction, running it again when it returns ErrRetry
 	// because a concurrent transaction won a race.
 	Update(ctx context.Context, fn func(tx Tx) error) error
-	// SaveSearch keeps a result list for paging; LoadSearch returns a slice of it.
+	// SaveSearch keeps a result list for paging; LoadSearch returns a slice of it, the total
+	// saved with it and how many ids the list holds.
 	SaveSearch(ctx context.Context, id string, rids []int64, total int, expires time.Time) error
-	LoadSearch(ctx context.Context, id string, offset, count int) ([]*Resource, int, error)
+	LoadSearch(ctx context.Context, id string, offset, count int) (res []*Resource, total, saved int, err error)
 	// Referenced returns the current resources that the resources from refer to through the
 	// reference parameter param ("" for any), optionally only those of targetType.
 	Referenced(ctx context.Context, from []int64, param, targetType string) ([]*Resource, []int64, error)
