@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -279,13 +278,15 @@ func (l *benchLatencies) report(b *testing.B) {
 	if len(l.all) == 0 {
 		return
 	}
-	sort.Slice(l.all, func(i, j int) bool { return l.all[i] < l.all[j] })
-	q := func(p float64) float64 {
-		return float64(l.all[int(p*float64(len(l.all)-1))]) / float64(time.Millisecond)
-	}
-	b.ReportMetric(q(0.50), "p50-ms")
-	b.ReportMetric(q(0.99), "p99-ms")
+	slices.Sort(l.all)
+	b.ReportMetric(benchQuantileMS(l.all, 0.50), "p50-ms")
+	b.ReportMetric(benchQuantileMS(l.all, 0.99), "p99-ms")
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+}
+
+// benchQuantileMS is the p-quantile of sorted durations, in milliseconds.
+func benchQuantileMS(sorted []time.Duration, p float64) float64 {
+	return float64(sorted[int(p*float64(len(sorted)-1))]) / float64(time.Millisecond)
 }
 
 // benchRun runs fn from conns concurrent clients (closed loop: each sends its next request
@@ -474,7 +475,7 @@ func benchOpenLoop(b *testing.B, conns int, send func(i int) error) {
 	var next atomic.Int64
 	var failed atomic.Value
 	lat := make([]time.Duration, b.N)
-	late := make([]time.Duration, b.N) // -1: the request was already due when a connection took it
+	var slept benchLatencies // lateness of the sends that slept until they were due
 	b.ResetTimer()
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -482,16 +483,17 @@ func benchOpenLoop(b *testing.B, conns int, send func(i int) error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			var late []time.Duration
+			defer func() { slept.add(late) }()
 			for {
 				i := int(next.Add(1) - 1)
 				if i >= b.N {
 					return
 				}
 				due := start.Add(time.Duration(i) * interval)
-				late[i] = -1
 				if d := time.Until(due); d > 0 {
 					time.Sleep(d)
-					late[i] = time.Since(due)
+					late = append(late, time.Since(due))
 				}
 				if err := send(i); err != nil {
 					failed.CompareAndSwap(nil, err)
@@ -506,21 +508,13 @@ func benchOpenLoop(b *testing.B, conns int, send func(i int) error) {
 	if err, _ := failed.Load().(error); err != nil {
 		b.Fatal(err)
 	}
-	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-	q := func(ds []time.Duration, p float64) float64 { return ms(ds[int(p*float64(len(ds)-1))]) }
-	slept := late[:0:0]
-	for _, d := range late {
-		if d >= 0 {
-			slept = append(slept, d)
-		}
-	}
 	slices.Sort(lat)
-	slices.Sort(slept)
-	b.ReportMetric(q(lat, 0.50), "p50-ms")
-	b.ReportMetric(q(lat, 0.99), "p99-ms")
-	b.ReportMetric(q(lat, 0.999), "p99.9-ms")
-	if len(slept) > 0 {
-		b.ReportMetric(q(slept, 0.99), "send-late-p99-ms")
+	b.ReportMetric(benchQuantileMS(lat, 0.50), "p50-ms")
+	b.ReportMetric(benchQuantileMS(lat, 0.99), "p99-ms")
+	b.ReportMetric(benchQuantileMS(lat, 0.999), "p99.9-ms")
+	if len(slept.all) > 0 {
+		slices.Sort(slept.all)
+		b.ReportMetric(benchQuantileMS(slept.all, 0.99), "send-late-p99-ms")
 	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
 	b.ReportMetric(benchReadRate, "offered-req/s")
